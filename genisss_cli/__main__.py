@@ -1,0 +1,3 @@
+from genisss_cli.cli import main
+
+main()

@@ -1,0 +1,316 @@
+"""The genisss command line: parse options, call the core, hand results to render.
+
+Only typer is imported at start-up; each command imports what it needs, so that
+`genisss --help` and the one-shot commands start fast (docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from genisss_cli.errors import Exit, GenisssError
+
+app = typer.Typer(
+    name="genisss",
+    help="Operate the Genisss realtime story counter on PostgreSQL and Supabase.\n\n"
+    "The database comes from --database-url, GENISSS_DATABASE_URL, DATABASE_URL, "
+    "./.env, or else the embedded PostgreSQL (started on demand).",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,  # a traceback could show a DSN; errors are one line
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+migrate_app = typer.Typer(help="Apply, roll back and inspect migration 033 (Alembic).",
+                          no_args_is_help=True)
+db_app = typer.Typer(help="The database in use, and the embedded server's lifecycle.",
+                     no_args_is_help=True)
+app.add_typer(migrate_app, name="migrate")
+app.add_typer(db_app, name="db")
+
+_state = {"database_url": None, "debug": False}
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+LockTimeoutOpt = Annotated[
+    float,
+    typer.Option("--lock-timeout", min=0.1, max=600,
+                 help="Seconds to wait for a lock before giving up, changing nothing."),
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        from genisss_cli import __version__
+
+        print(f"genisss {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    database_url: Annotated[
+        str | None,
+        typer.Option("--database-url", "-d", metavar="DSN",
+                     help="PostgreSQL URL, e.g. postgresql://user:pass@host:5432/db."),
+    ] = None,
+    connect_timeout: Annotated[
+        float | None,
+        typer.Option("--connect-timeout", min=1, max=3600,
+                     help="Seconds to wait for the server to answer [env: GENISSS_CONNECT_TIMEOUT; 10]."),
+    ] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Show the version and exit.")] = False,
+) -> None:
+    from genisss_cli import config
+
+    _state["database_url"] = database_url
+    _state["debug"] = debug
+    if connect_timeout is not None:
+        config.CONNECT_TIMEOUT_OVERRIDE = connect_timeout
+
+
+def database(start_embedded: bool = True):
+    from genisss_cli import db
+
+    return db.resolve(_state["database_url"], start_embedded=start_embedded)
+
+
+# -- migrate --------------------------------------------------------------------------
+
+
+@migrate_app.command("up")
+def migrate_up(
+    target: Annotated[str, typer.Argument(help="Revision to upgrade to.")] = "head",
+    lock_timeout: LockTimeoutOpt = 5.0,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the SQL it would run; change nothing.")] = False,
+    as_json: JsonOpt = False,
+) -> int:
+    """Apply migration 033 (and the baseline) up to TARGET. Safe to rerun.
+
+    Adopts a 033 that was pasted into the SQL editor by hand: the counter keeps
+    its value, what is missing is added, the revision is recorded.
+
+    Example: [bold]genisss migrate up[/]
+    """
+    from genisss_cli import migrate, render
+
+    db = database()
+    if dry_run:
+        st = migrate.status(db)
+        text = migrate.sql("up", st.current, target, lock_timeout) if st.pending else ""
+        if as_json:
+            render.emit_json({"database": st.database, "current": st.current, "pending": st.pending,
+                              "sql": text})
+        else:
+            sys.stdout.write(text or f"-- {st.database}: nothing to apply\n")
+        return Exit.OK
+    result = migrate.upgrade(db, target, lock_timeout)
+    render.migrate_result(result, as_json, "upgraded")
+    return Exit.OK
+
+
+@migrate_app.command("down")
+def migrate_down(
+    target: Annotated[str, typer.Argument(help="Revision to go down to: -1 (one step), a revision, or base.")] = "-1",
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask; for scripts.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be dropped; change nothing.")] = False,
+    lock_timeout: LockTimeoutOpt = 5.0,
+    as_json: JsonOpt = False,
+) -> int:
+    """Roll back: drops the trigger, the functions, the publication membership
+    and global_stats (with its counter). user_stories is never dropped.
+
+    Shows the database and the counter values that will be lost, and asks.
+
+    Example: [bold]genisss migrate down --yes[/]
+    """
+    from genisss_cli import migrate, render
+
+    db = database()
+    plan = migrate.plan_downgrade(db, target)
+    if dry_run or not plan.reverts:
+        if as_json:
+            render.emit_json(plan)
+        else:
+            render.downgrade_plan(plan)
+            if not plan.reverts:
+                render.print_line("nothing to roll back")
+        return Exit.OK
+    if not yes:
+        if not sys.stdin.isatty():
+            raise GenisssError(Exit.USAGE, "migrate down drops data and needs a confirmation",
+                               "pass --yes to confirm from a script")
+        render.downgrade_plan(plan)
+        if not typer.confirm("Drop these objects?", default=False):
+            render.print_line("nothing changed", stderr=True)
+            return Exit.INTERRUPTED
+    result = migrate.downgrade(db, target, lock_timeout)
+    render.migrate_result(result, as_json, "downgraded")
+    return Exit.OK
+
+
+@migrate_app.command("status")
+def migrate_status(as_json: JsonOpt = False) -> int:
+    """Current revision, head and what is pending. Exit 0 when up to date,
+    1 (a finding) when a migration is pending.
+
+    Example: [bold]genisss migrate status --json[/]
+    """
+    from genisss_cli import migrate, render
+
+    st = migrate.status(database())
+    render.migrate_status(st, as_json)
+    return Exit.OK if st.up_to_date else Exit.FINDING
+
+
+@migrate_app.command("history")
+def migrate_history(as_json: JsonOpt = False) -> int:
+    """The migrations genisss knows, oldest first (reads no database)."""
+    from genisss_cli import migrate, render
+
+    current = None
+    if _state["database_url"] is not None:
+        current = migrate.status(database()).current
+    render.history(migrate.history(), current, as_json)
+    return Exit.OK
+
+
+@migrate_app.command("sql")
+def migrate_sql(
+    direction: Annotated[str, typer.Argument(help="up or down.")] = "up",
+    start: Annotated[str | None, typer.Option("--from", help="Start revision (default: base for up, head for down).")] = None,
+    end: Annotated[str | None, typer.Option("--to", help="End revision (default: head for up, base for down).")] = None,
+    lock_timeout: LockTimeoutOpt = 5.0,
+) -> int:
+    """Print the migration as SQL, for Supabase's SQL editor or psql (no database needed).
+
+    Same effect as `migrate up`/`down`, revision bookkeeping included.
+
+    Example: [bold]genisss migrate sql up > 033.sql[/]
+    """
+    from genisss_cli import migrate
+
+    if direction not in ("up", "down"):
+        raise typer.BadParameter("must be up or down", param_hint="DIRECTION")
+    sys.stdout.write(migrate.sql(direction, start, end, lock_timeout))
+    return Exit.OK
+
+
+# -- db ---------------------------------------------------------------------------------
+
+
+@db_app.command("url")
+def db_url(as_json: JsonOpt = False) -> int:
+    """Print the database URL in use (password masked) and where it came from."""
+    from genisss_cli import render
+
+    render.db_url(database(start_embedded=False), as_json)
+    return Exit.OK
+
+
+def _embedded_only(verb: str) -> None:
+    from genisss_cli import config
+
+    target = config.resolve(_state["database_url"])
+    if not target.embedded:
+        raise GenisssError(
+            Exit.USAGE,
+            f"`genisss db {verb}` manages the embedded server, but the database in use comes from {target.source}",
+            "unset it to use the embedded server",
+        )
+
+
+@db_app.command("start")
+def db_start(as_json: JsonOpt = False) -> int:
+    """Start the embedded PostgreSQL (wal_level = logical) if it is not running."""
+    from genisss_cli import embedded, render
+
+    _embedded_only("start")
+    st = embedded.status()
+    if not st.running:
+        st = embedded.start()
+    render.embedded_status(st, as_json)
+    return Exit.OK
+
+
+@db_app.command("stop")
+def db_stop(as_json: JsonOpt = False) -> int:
+    """Stop the embedded PostgreSQL (its data stays)."""
+    from genisss_cli import embedded, render
+
+    _embedded_only("stop")
+    stopped = embedded.stop()
+    st = embedded.status()
+    if as_json:
+        render.emit_json({"stopped": stopped, "running": st.running, "pgdata": st.pgdata})
+    else:
+        render.print_line("stopped" if stopped else "was not running")
+    return Exit.OK
+
+
+@db_app.command("status")
+def db_status(as_json: JsonOpt = False) -> int:
+    """Is the embedded PostgreSQL running, where are its data, its URL."""
+    from genisss_cli import embedded, render
+
+    _embedded_only("status")
+    render.embedded_status(embedded.status(), as_json)
+    return Exit.OK
+
+
+# -- entry point --------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> None:
+    sys.exit(run(argv))
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the app and return the exit code; every failure becomes one line."""
+    try:
+        code = app(args=argv, prog_name="genisss", standalone_mode=False)
+    except typer.TyperException as exc:  # usage errors (typer's vendored click)
+        _show_usage_error(exc)
+        return exc.exit_code
+    except (typer.Abort, KeyboardInterrupt):
+        sys.stderr.write("genisss: interrupted\n")
+        return Exit.INTERRUPTED
+    except GenisssError as exc:
+        return _fail(exc)
+    except Exception as exc:
+        if _state["debug"]:
+            raise
+        from genisss_cli import db
+
+        translated = db.translate(exc)
+        if translated is None:
+            translated = GenisssError(Exit.DATABASE, f"unexpected {exc.__class__.__name__}: {exc}",
+                                      "rerun with --debug for the traceback")
+        return _fail(translated)
+    return int(code or 0)
+
+
+def _fail(exc: GenisssError) -> int:
+    from genisss_cli import render
+
+    if _state["debug"]:
+        import traceback
+
+        traceback.print_exc()
+    render.error(exc)
+    return int(exc.code)
+
+
+def _show_usage_error(exc) -> None:
+    from genisss_cli import render
+
+    if exc.__class__.__name__ == "NoArgsIsHelpError":  # the help was printed
+        return
+    hint = ""
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None:
+        hint = f" (see: {ctx.command_path} --help)"
+    sys.stderr.write(render.redact(f"genisss: error: {exc.format_message()}{hint}") + "\n")

@@ -1,0 +1,149 @@
+"""Connecting, and turning psycopg's errors into one line and an exit code."""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass
+
+from genisss_cli import config
+from genisss_cli.errors import Exit, GenisssError
+
+# Supabase's transaction-mode pooler (Supavisor, formerly PgBouncer) listens
+# here; the direct server and the session-mode pooler listen on 5432.
+TRANSACTION_POOLER_PORT = "6543"
+APPLICATION_NAME = "genisss"
+
+
+@dataclass(frozen=True)
+class Database:
+    """A resolved target: the DSN to use and how to describe it safely."""
+
+    dsn: str
+    source: str
+    embedded: bool
+
+    @property
+    def display(self) -> str:
+        return config.display_dsn(self.dsn)
+
+    @property
+    def params(self) -> dict:
+        from psycopg import conninfo
+
+        return conninfo.conninfo_to_dict(self.dsn)
+
+    @property
+    def where(self) -> str:
+        p = self.params
+        host = p.get("host") or "localhost"
+        if self.embedded:
+            host = "embedded"
+        elif host.startswith("/"):
+            host = f"socket {host}"
+        port = f":{p['port']}" if p.get("port") and not self.embedded else ""
+        return f"{host}{port}/{p.get('dbname') or p.get('user') or ''}"
+
+    @property
+    def transaction_pooler(self) -> bool:
+        return str(self.params.get("port", "")) == TRANSACTION_POOLER_PORT
+
+
+def resolve(option: str | None, *, start_embedded: bool = True) -> Database:
+    target = config.resolve(option)
+    if not target.embedded:
+        return Database(target.dsn, target.source, False)
+    from genisss_cli import embedded
+
+    if start_embedded:
+        dsn = embedded.ensure_running()
+    else:
+        dsn = embedded.status().dsn or ""
+    return Database(dsn, "embedded", True)
+
+
+def connect(db: Database, *, session: bool = False, autocommit: bool = True, timeout: float | None = None):
+    """Open a psycopg connection. session=True for LISTEN and session locks,
+    which a transaction pooler cannot keep."""
+    import psycopg
+
+    if session and db.transaction_pooler:
+        raise GenisssError(
+            Exit.NEEDS_SESSION,
+            f"{db.where} is a transaction pooler, which cannot keep a session (LISTEN, session locks)",
+            "use the direct or session-mode connection string (port 5432)",
+        )
+    kwargs = {
+        "autocommit": autocommit,
+        "connect_timeout": max(1, round(timeout or config.connect_timeout())),
+        "application_name": APPLICATION_NAME,
+    }
+    if db.transaction_pooler:
+        kwargs["prepare_threshold"] = None  # no server-side prepared statements there
+    try:
+        return psycopg.connect(db.dsn, **kwargs)
+    except psycopg.Error as exc:
+        raise connect_error(db, exc) from None
+
+
+def connect_error(db: Database, exc: Exception) -> GenisssError:
+    text = _first_line(exc)
+    low = text.lower()
+    p = db.params
+    user = p.get("user") or "the default user"
+    if "password authentication failed" in low or "authentication failed" in low:
+        return GenisssError(Exit.CONNECT, f"authentication failed for user {user} at {db.where}",
+                            "check the user and password in the database URL")
+    if "no password supplied" in low:
+        return GenisssError(Exit.CONNECT, f"{db.where} asks for a password and none was given",
+                            "put the password in the database URL")
+    m = re.search(r'database "([^"]*)" does not exist', text)
+    if m:
+        return GenisssError(Exit.CONNECT, f'database "{m.group(1)}" does not exist at {db.where}',
+                            "check the database name in the URL")
+    if "role" in low and "does not exist" in low:
+        return GenisssError(Exit.CONNECT, f"role {user} does not exist at {db.where}",
+                            "check the user in the database URL")
+    if "could not translate host name" in low or "name or service not known" in low:
+        return GenisssError(Exit.CONNECT, f"unknown host in {db.where}", "check the host name")
+    if "connection refused" in low:
+        return GenisssError(Exit.CONNECT, f"{db.where} refused the connection",
+                            "is the server running and listening there?")
+    if "timeout expired" in low or "timed out" in low:
+        return GenisssError(Exit.CONNECT, f"no answer from {db.where} within the connect timeout",
+                            "check the network, or raise GENISSS_CONNECT_TIMEOUT")
+    if "no such file or directory" in low:
+        return GenisssError(Exit.CONNECT, f"no server is listening at {db.where}",
+                            "start it (embedded: genisss db start)")
+    return GenisssError(Exit.CONNECT, f"cannot connect to {db.where}: {text}")
+
+
+def translate(exc: BaseException) -> GenisssError | None:
+    """Map an error that escaped a command to a GenisssError, or None if it is not psycopg's."""
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is None or not isinstance(exc, psycopg.Error):
+        return None
+    from psycopg import errors as e
+
+    text = _first_line(exc)
+    if isinstance(exc, e.UndefinedTable | e.UndefinedFunction):
+        return GenisssError(Exit.NOT_MIGRATED, f"migration 033 is not applied ({text})",
+                            "run: genisss migrate up")
+    if isinstance(exc, e.InsufficientPrivilege):
+        return GenisssError(Exit.PERMISSION, f"permission denied: {text}",
+                            "connect as the table owner or a role with the needed grant")
+    if isinstance(exc, e.LockNotAvailable | e.QueryCanceled):
+        return GenisssError(Exit.TIMEOUT, f"gave up waiting: {text}", "nothing was changed; retry later")
+    if isinstance(exc, psycopg.OperationalError):
+        return GenisssError(Exit.CONNECT, f"lost the connection to the server: {text}")
+    return GenisssError(Exit.DATABASE, f"the server reported an error: {text}")
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    text = lines[0] if lines else exc.__class__.__name__
+    return re.sub(r"^(connection|FATAL|ERROR):\s*", "", text)
+
+
+def server_version(conn) -> str:
+    return conn.execute("SHOW server_version").fetchone()[0].split(" ")[0]

@@ -1,0 +1,37 @@
+"""Exit codes and the one error type every command raises.
+
+The convention is diff's and grep's, so cron and alerting can tell a finding
+from a failure. The table is documented in the README; keep the two in step.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class Exit(IntEnum):
+    OK = 0  # all is well
+    FINDING = 1  # the command worked and found something: drift, a failed check
+    USAGE = 2  # bad command line (Typer's own code)
+    CONFIG = 3  # malformed DSN, unreadable .env, bad setting
+    CONNECT = 4  # cannot reach or log in to the server, or the database is missing
+    NOT_MIGRATED = 5  # migration 033 is not applied
+    PERMISSION = 6  # the role lacks a privilege the command needs
+    NEEDS_SESSION = 7  # LISTEN or a session lock through a transaction pooler
+    TIMEOUT = 8  # a lock or statement timeout; nothing was changed
+    EMBEDDED = 9  # the embedded server could not be started or stopped
+    DATABASE = 10  # any other error reported by the server
+    INTERRUPTED = 130  # Ctrl-C during a command that changes data
+
+
+class GenisssError(Exception):
+    """A failure the user can act on: one line, a hint, an exit code."""
+
+    def __init__(self, code: Exit, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message

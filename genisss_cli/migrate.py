@@ -1,0 +1,293 @@
+"""Migration 033 through Alembic: the core of `genisss migrate`.
+
+Alembic is configured in code so that an installed genisss finds its scripts
+from any folder; alembic/env.py calls run_online/run_offline from here so that
+plain `alembic` in the repository behaves the same.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from genisss_cli import db as dbmod
+from genisss_cli import revisions
+from genisss_cli.errors import Exit, GenisssError
+
+# pg_advisory_xact_lock key: "genisss" in ASCII. A transaction-level lock, so
+# it also works through a transaction pooler and is released on any failure.
+LOCK_KEY = 0x67656E69737373
+DEFAULT_LOCK_TIMEOUT = 5.0
+
+
+def script_location() -> Path:
+    here = Path(__file__).resolve().parent
+    packaged = here / "_alembic"  # inside an installed wheel
+    return packaged if packaged.is_dir() else here.parent / "alembic"
+
+
+def alembic_config(buffer: io.StringIO | None = None):
+    from alembic.config import Config
+
+    cfg = Config(output_buffer=buffer, stdout=buffer or io.StringIO())
+    cfg.set_main_option("script_location", str(script_location()))
+    return cfg
+
+
+# -- called from alembic/env.py ---------------------------------------------------
+
+
+def run_online(context, config) -> None:
+    connection = config.attributes.get("connection")
+    if connection is not None:
+        _migrate(context, connection, config.attributes.get("lock_timeout", DEFAULT_LOCK_TIMEOUT))
+        return
+    # Plain `alembic` from the repository: the same database genisss would use.
+    database = dbmod.resolve(context.get_x_argument(as_dictionary=True).get("database_url"))
+    with engine(database) as (eng, _notices), eng.connect() as connection:
+        _migrate(context, connection, DEFAULT_LOCK_TIMEOUT)
+
+
+def _migrate(context, connection, lock_timeout: float) -> None:
+    context.configure(connection=connection, transaction_per_migration=False)
+    with context.begin_transaction():
+        _guard(context, lock_timeout)
+        context.run_migrations()
+
+
+def _guard(context, lock_timeout: float) -> None:
+    # A migration waits for locks at most lock_timeout, instead of queueing in
+    # front of a busy table; the advisory lock makes two `migrate up` apply once.
+    context.execute(f"SET LOCAL lock_timeout = '{int(lock_timeout * 1000)}ms'")
+    context.execute(f"SELECT pg_advisory_xact_lock({LOCK_KEY})")
+
+
+def run_offline(context, config) -> None:
+    context.configure(
+        dialect_name="postgresql",
+        literal_binds=True,
+        transaction_per_migration=False,
+        output_buffer=config.output_buffer,
+    )
+    with context.begin_transaction():
+        _guard(context, config.attributes.get("lock_timeout", DEFAULT_LOCK_TIMEOUT))
+        context.run_migrations()
+
+
+# -- used by the CLI -----------------------------------------------------------------
+
+
+class engine:
+    """A NullPool SQLAlchemy engine over genisss's own psycopg connection, with
+    the server's NOTICEs (what the migration skipped) collected."""
+
+    def __init__(self, database: dbmod.Database):
+        self.database = database
+        self.notices: list[str] = []
+
+    def __enter__(self):
+        from sqlalchemy import create_engine
+        from sqlalchemy.pool import NullPool
+
+        def creator():
+            conn = dbmod.connect(self.database, autocommit=False)
+            conn.add_notice_handler(self._notice)
+            return conn
+
+        self.eng = create_engine("postgresql+psycopg://", creator=creator, poolclass=NullPool)
+        return self.eng, self.notices
+
+    def _notice(self, diag) -> None:
+        if diag.message_primary and diag.message_primary.startswith("genisss:"):
+            self.notices.append(diag.message_primary.removeprefix("genisss:").strip())
+
+    def __exit__(self, *exc):
+        self.eng.dispose()
+
+
+@dataclass
+class MigrateResult:
+    database: str
+    before: str | None
+    after: str | None
+    applied: list[str] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return self.before != self.after
+
+
+def _run(database: dbmod.Database, verb: str, target: str, lock_timeout: float) -> MigrateResult:
+    from alembic import command
+    from alembic.util import CommandError
+
+    cfg = alembic_config()
+    with engine(database) as (eng, notices), eng.connect() as conn:
+        before = _current(conn)
+        cfg.attributes["connection"] = conn
+        cfg.attributes["lock_timeout"] = lock_timeout
+        try:
+            getattr(command, verb)(cfg, target)
+        except CommandError as exc:
+            raise GenisssError(Exit.USAGE, f"alembic: {exc}", "see: genisss migrate history") from None
+        except Exception as exc:
+            raise _migration_error(exc) from None
+        after = _current(conn)
+    return MigrateResult(database.where, before, after, _between(before, after), list(notices))
+
+
+def _current(conn) -> str | None:
+    raw = conn.connection.driver_connection  # read outside Alembic's transaction
+    try:
+        return revisions.current(raw)
+    finally:
+        raw.rollback()
+
+
+def _migration_error(exc: Exception) -> GenisssError:
+    from sqlalchemy.exc import DBAPIError
+
+    original = exc.orig if isinstance(exc, DBAPIError) else exc
+    err = dbmod.translate(original)
+    if err is None:
+        raise exc
+    if err.code == Exit.TIMEOUT:
+        err.message = f"the migration gave up waiting for a lock: {err.message.split(': ', 1)[-1]}"
+        err.hint = "another migration or a long transaction holds it; nothing was changed, retry"
+    elif err.code == Exit.NOT_MIGRATED:
+        err.code, err.hint = Exit.DATABASE, "nothing was changed"
+    return err
+
+
+def upgrade(database, target: str = "head", lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> MigrateResult:
+    return _run(database, "upgrade", target, lock_timeout)
+
+
+def downgrade(database, target: str = "-1", lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> MigrateResult:
+    return _run(database, "downgrade", target, lock_timeout)
+
+
+def _between(before: str | None, after: str | None) -> list[str]:
+    """Revisions passed going from before to after, in the order they ran."""
+    order = [None, *ordered_revisions()]
+    i, j = order.index(before), order.index(after)
+    return order[i + 1 : j + 1] if j > i else list(reversed(order[j + 1 : i + 1]))
+
+
+@dataclass
+class Revision:
+    revision: str
+    down_revision: str | None
+    doc: str
+
+
+def history() -> list[Revision]:
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(alembic_config())
+    revs = [Revision(r.revision, r.down_revision, r.doc) for r in script.walk_revisions()]
+    return list(reversed(revs))
+
+
+def ordered_revisions() -> list[str]:
+    return [r.revision for r in history()]
+
+
+def head() -> str:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def sql(direction: str, start: str | None = None, end: str | None = None,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> str:
+    """The SQL Alembic would run, for Supabase's SQL editor (offline mode)."""
+    from alembic import command
+    from alembic.util import CommandError
+
+    buf = io.StringIO()
+    cfg = alembic_config(buf)
+    cfg.attributes["lock_timeout"] = lock_timeout
+    if direction == "up":
+        rng = f"{start}:{end or 'head'}" if start else (end or "head")
+    else:
+        rng = f"{start or revisions.HEAD}:{end or 'base'}"
+    try:
+        getattr(command, "upgrade" if direction == "up" else "downgrade")(cfg, rng, sql=True)
+    except CommandError as exc:
+        raise GenisssError(Exit.USAGE, f"alembic: {exc}", "see: genisss migrate history") from None
+    return buf.getvalue()
+
+
+@dataclass
+class Status:
+    database: str
+    current: str | None
+    head: str
+    pending: list[str]
+    adoptable: bool  # global_stats exists but no revision: a hand-applied 033
+
+    @property
+    def up_to_date(self) -> bool:
+        return self.current == self.head
+
+
+def status(database) -> Status:
+    with dbmod.connect(database) as conn:
+        current = revisions.current(conn)
+        exists = conn.execute("SELECT to_regclass('public.global_stats') IS NOT NULL").fetchone()[0]
+    order = ordered_revisions()
+    pending = order[order.index(current) + 1 :] if current in order else order
+    return Status(database.where, current, order[-1], pending, exists and current is None)
+
+
+@dataclass
+class DowngradePlan:
+    database: str
+    current: str | None
+    target: str | None
+    reverts: list[str]
+    drops: list[str]
+    counters: dict[str, int] | None
+
+
+def plan_downgrade(database, target: str = "-1") -> DowngradePlan:
+    """What `migrate down` would revert and lose, read before asking the operator."""
+    from alembic.script import ScriptDirectory
+    from alembic.util import CommandError
+
+    script = ScriptDirectory.from_config(alembic_config())
+    with dbmod.connect(database) as conn:
+        current = revisions.current(conn)
+        try:
+            if target == "base":
+                dest = None
+            elif target.startswith("-"):
+                revs = list(script.iterate_revisions(current, "base")) if current else []
+                steps = int(target[1:])
+                dest = revs[steps].revision if steps < len(revs) else None
+            else:
+                dest = script.get_revision(target).revision
+        except (CommandError, ValueError) as exc:
+            raise GenisssError(Exit.USAGE, f"unknown target revision {target!r}: {exc}") from None
+        reverts = _between(current, dest) if current else []
+        counters = None
+        if revisions.HEAD in reverts and conn.execute(
+            "SELECT to_regclass('public.global_stats') IS NOT NULL"
+        ).fetchone()[0]:
+            row = conn.execute(
+                "SELECT total_stories, total_audio_generations FROM public.global_stats "
+                "WHERE id = 'singleton'"
+            ).fetchone()
+            counters = {"total_stories": row[0], "total_audio_generations": row[1]} if row else {}
+    drops = []
+    if revisions.HEAD in reverts:
+        drops = [
+            "table public.global_stats (the counter row)",
+            "functions increment_story_counter(), increment_audio_counter(), sync_story_counter()",
+            "trigger global_stats_notify and its function",
+            "global_stats's membership of publication supabase_realtime",
+        ]
+    return DowngradePlan(database.where, current, dest, reverts, drops, counters)

@@ -1,0 +1,21 @@
+"""The migration head, known without importing Alembic.
+
+status and check compare the database's revision with HEAD on every run; reading
+alembic/versions for it would cost SQLAlchemy and Alembic's import time.
+tests/test_migrate.py keeps this equal to Alembic's own head.
+"""
+
+BASELINE = "baseline"
+HEAD = "033_global_stats_realtime"
+VERSION_TABLE = "alembic_version"
+
+
+def current(conn) -> str | None:
+    """The database's Alembic revision, None where genisss never migrated it."""
+    row = conn.execute(
+        "SELECT to_regclass('public.alembic_version') IS NOT NULL"
+    ).fetchone()
+    if not row[0]:
+        return None
+    row = conn.execute("SELECT version_num FROM public.alembic_version LIMIT 1").fetchone()
+    return row[0] if row else None
