@@ -5,7 +5,6 @@ genisss hands over an open connection (config.attributes["connection"]); plain
 """
 
 from alembic import context
-
 from genisss_cli import migrate
 
 config = context.config

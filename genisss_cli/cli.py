@@ -85,7 +85,9 @@ def database(start_embedded: bool = True):
 def migrate_up(
     target: Annotated[str, typer.Argument(help="Revision to upgrade to.")] = "head",
     lock_timeout: LockTimeoutOpt = 5.0,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the SQL it would run; change nothing.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the SQL it would run; change nothing.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> int:
     """Apply migration 033 (and the baseline) up to TARGET. Safe to rerun.
@@ -114,9 +116,13 @@ def migrate_up(
 
 @migrate_app.command("down")
 def migrate_down(
-    target: Annotated[str, typer.Argument(help="Revision to go down to: -1 (one step), a revision, or base.")] = "-1",
+    target: Annotated[
+        str, typer.Argument(help="Revision to go down to: -1 (one step), a revision, or base.")
+    ] = "-1",
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask; for scripts.")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be dropped; change nothing.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be dropped; change nothing.")
+    ] = False,
     lock_timeout: LockTimeoutOpt = 5.0,
     as_json: JsonOpt = False,
 ) -> int:
@@ -181,8 +187,12 @@ def migrate_history(as_json: JsonOpt = False) -> int:
 @migrate_app.command("sql")
 def migrate_sql(
     direction: Annotated[str, typer.Argument(help="up or down.")] = "up",
-    start: Annotated[str | None, typer.Option("--from", help="Start revision (default: base for up, head for down).")] = None,
-    end: Annotated[str | None, typer.Option("--to", help="End revision (default: head for up, base for down).")] = None,
+    start: Annotated[
+        str | None, typer.Option("--from", help="Start revision (default: base for up, head for down).")
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option("--to", help="End revision (default: head for up, base for down).")
+    ] = None,
     lock_timeout: LockTimeoutOpt = 5.0,
 ) -> int:
     """Print the migration as SQL, for Supabase's SQL editor or psql (no database needed).
@@ -218,7 +228,8 @@ def _embedded_only(verb: str) -> None:
     if not target.embedded:
         raise GenisssError(
             Exit.USAGE,
-            f"`genisss db {verb}` manages the embedded server, but the database in use comes from {target.source}",
+            f"`genisss db {verb}` manages the embedded server, "
+            f"but the database in use comes from {target.source}",
             "unset it to use the embedded server",
         )
 

@@ -83,7 +83,6 @@ def ensure_running(base: Path | None = None) -> str:
 
 def _server(path: Path):
     import logging
-
     import warnings
 
     try:
@@ -156,6 +155,7 @@ def stop(base: Path | None = None) -> bool:
             pgexec("pg_ctl", ("-D", str(path), "-m", "fast", "-w", "stop"),
                    bin_path=server.bin_path, user=server.system_user, timeout=60)
     except Exception as exc:
-        raise GenisssError(Exit.EMBEDDED, f"could not stop the embedded PostgreSQL ({exc.__class__.__name__})",
+        raise GenisssError(Exit.EMBEDDED,
+                           f"could not stop the embedded PostgreSQL ({exc.__class__.__name__})",
                            f"see {path / 'log'}") from None
     return True

@@ -41,16 +41,22 @@ def alembic_config(buffer: io.StringIO | None = None):
 def run_online(context, config) -> None:
     connection = config.attributes.get("connection")
     if connection is not None:
-        _migrate(context, connection, config.attributes.get("lock_timeout", DEFAULT_LOCK_TIMEOUT))
+        _migrate(context, connection, config.attributes.get("lock_timeout", DEFAULT_LOCK_TIMEOUT),
+                 config.attributes.get("steps"))
         return
     # Plain `alembic` from the repository: the same database genisss would use.
     database = dbmod.resolve(context.get_x_argument(as_dictionary=True).get("database_url"))
     with engine(database) as (eng, _notices), eng.connect() as connection:
-        _migrate(context, connection, DEFAULT_LOCK_TIMEOUT)
+        _migrate(context, connection, DEFAULT_LOCK_TIMEOUT, None)
 
 
-def _migrate(context, connection, lock_timeout: float) -> None:
-    context.configure(connection=connection, transaction_per_migration=False)
+def _migrate(context, connection, lock_timeout: float, steps: list | None) -> None:
+    def record(ctx, step, heads, run_args):
+        if steps is not None:  # what this process ran, after it held the lock
+            steps.append((step.source_revision_ids, step.destination_revision_ids, step.up_revision_id))
+
+    context.configure(connection=connection, transaction_per_migration=False,
+                      on_version_apply=record)
     with context.begin_transaction():
         _guard(context, lock_timeout)
         context.run_migrations()
@@ -120,14 +126,14 @@ class MigrateResult:
 
 
 def _run(database: dbmod.Database, verb: str, target: str, lock_timeout: float) -> MigrateResult:
-    from alembic import command
     from alembic.util import CommandError
 
+    from alembic import command
+
     cfg = alembic_config()
+    steps: list = []
     with engine(database) as (eng, notices), eng.connect() as conn:
-        before = _current(conn)
-        cfg.attributes["connection"] = conn
-        cfg.attributes["lock_timeout"] = lock_timeout
+        cfg.attributes.update(connection=conn, lock_timeout=lock_timeout, steps=steps)
         try:
             getattr(command, verb)(cfg, target)
         except CommandError as exc:
@@ -135,7 +141,8 @@ def _run(database: dbmod.Database, verb: str, target: str, lock_timeout: float) 
         except Exception as exc:
             raise _migration_error(exc) from None
         after = _current(conn)
-    return MigrateResult(database.where, before, after, _between(before, after), list(notices))
+    before = (steps[0][0] or (None,))[0] if steps else after
+    return MigrateResult(database.where, before, after, [s[2] for s in steps], list(notices))
 
 
 def _current(conn) -> str | None:
@@ -204,8 +211,9 @@ def head() -> str:
 def sql(direction: str, start: str | None = None, end: str | None = None,
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> str:
     """The SQL Alembic would run, for Supabase's SQL editor (offline mode)."""
-    from alembic import command
     from alembic.util import CommandError
+
+    from alembic import command
 
     buf = io.StringIO()
     cfg = alembic_config(buf)

