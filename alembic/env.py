@@ -8,6 +8,10 @@ from alembic import context
 from genisss_cli import migrate
 
 config = context.config
+if config.config_file_name:  # plain `alembic`: log the way alembic.ini says
+    from logging.config import fileConfig
+
+    fileConfig(config.config_file_name)
 
 if context.is_offline_mode():
     migrate.run_offline(context, config)

@@ -1,11 +1,13 @@
 """migrate up/down/status/sql and the Supabase shape, on real PostgreSQL."""
 
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import require_plain
+from conftest import REPO, require_plain
 
 from genisss_cli import migrate, revisions
 
@@ -255,3 +257,13 @@ def test_migration_skips_the_publication_when_it_may_not(fresh_db, genisss):
         fresh_db.server.drop_db(fresh_db.name)
         with fresh_db.server.admin() as conn:
             conn.execute(f'DROP ROLE IF EXISTS "{role}"')
+
+
+def test_plain_alembic_from_the_repository(fresh_db):
+    """`alembic upgrade head` in the repo root runs the same migrations."""
+    alembic = Path(sys.executable).parent / "alembic"
+    for verb in (["upgrade", "head"], ["downgrade", "baseline"]):
+        subprocess.run([str(alembic), "-x", f"database_url={fresh_db.dsn}", *verb], cwd=REPO,
+                       check=True, capture_output=True, timeout=120)
+    assert fresh_db.scalar("SELECT version_num FROM alembic_version") == "baseline"
+    assert fresh_db.scalar("SELECT to_regclass('public.user_stories')::text") == "user_stories"
