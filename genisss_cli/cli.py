@@ -214,10 +214,14 @@ def migrate_sql(
 
 @db_app.command("url")
 def db_url(as_json: JsonOpt = False) -> int:
-    """Print the database URL in use (password masked) and where it came from."""
+    """Print the database URL in use (password masked) and where it came from.
+
+    The embedded server is started if needed, so the URL works, e.g.
+    [bold]psql "$(genisss db url)"[/]
+    """
     from genisss_cli import render
 
-    render.db_url(database(start_embedded=False), as_json)
+    render.db_url(database(), as_json)
     return Exit.OK
 
 
