@@ -276,6 +276,129 @@ def db_status(as_json: JsonOpt = False) -> int:
     return Exit.OK
 
 
+# -- counters -----------------------------------------------------------------------------
+# status, bump, drift, sync: the runbook's checks and healing (docs/operations.md).
+
+_MAX_BUMPS = 1_000_000  # = counters.MAX_BUMPS (tests/test_counters.py keeps them equal)
+
+
+@app.command("status")
+def counter_status(
+    publication: Annotated[
+        str, typer.Option("--publication", metavar="NAME",
+                          help="Publication that must carry global_stats for Realtime.")
+    ] = "supabase_realtime",
+    as_json: JsonOpt = False,
+) -> int:
+    """The counter at a glance: totals, last story and audio, last update (and
+    how long ago), the database and server version, the migration revision
+    against head, and whether global_stats is in the Realtime publication.
+
+    Exit 0; 5 when migration 033 is not applied (run: genisss migrate up).
+
+    Example: [bold]genisss status --json[/]
+    """
+    from genisss_cli import counters, render
+    from genisss_cli import db as dbmod
+
+    target = database()
+    with dbmod.connect(target) as conn:
+        st = counters.status(conn, target, publication)
+    render.counter_status(st, as_json)
+    return Exit.OK
+
+
+@app.command("bump")
+def counter_bump(
+    kind: Annotated[str, typer.Argument(
+        metavar="story|audio",
+        help="story calls increment_story_counter(), audio calls increment_audio_counter().")],
+    count: Annotated[int, typer.Option(
+        "--count", "-n", min=1, max=_MAX_BUMPS,
+        help="How many increments, each its own transaction.")] = 1,
+    as_json: JsonOpt = False,
+) -> int:
+    """Increment a counter exactly as the worker does, and print the new value:
+    the runbook's "generate a story, watch the counter move" without a story.
+
+    A large --count shows a progress bar on a terminal. Ctrl-C stops after the
+    increment in flight and says how many were made (exit 130).
+
+    Example: [bold]genisss bump story --count 100[/]
+    """
+    from genisss_cli import counters, render
+    from genisss_cli import db as dbmod
+
+    if kind not in counters.BUMP_SQL:
+        raise typer.BadParameter("must be story or audio", param_hint="story|audio")
+    with dbmod.connect(database()) as conn, \
+            render.bump_progress(count, kind, not as_json and render.interactive()) as progress:
+        result = counters.bump(conn, kind, count, progress=progress)
+    render.bump_result(result, as_json)
+    return Exit.INTERRUPTED if result.interrupted else Exit.OK
+
+
+@app.command("drift")
+def counter_drift(
+    tolerance: Annotated[int, typer.Option(
+        "--tolerance", "-t", min=0, metavar="N",
+        help="Accept |drift| <= N: a worker's increment can trail its story by a few ms.")] = 0,
+    estimate: Annotated[bool, typer.Option(
+        "--estimate",
+        help="Use the planner's row estimate (pg_class.reltuples) instead of COUNT(*): "
+             "instant on a huge table, but approximate, so give a --tolerance.")] = False,
+    audio_table: Annotated[str | None, typer.Option(
+        "--audio-table", metavar="TABLE",
+        help="Also check total_audio_generations against the rows of TABLE (schema.table).")] = None,
+    as_json: JsonOpt = False,
+) -> int:
+    """Drift = counter - actual: total_stories against COUNT(*) of user_stories,
+    read in one snapshot.
+
+    Exit 0 when |drift| <= tolerance, 1 when there is drift (fix: genisss sync),
+    another code when it cannot tell (docs/operations.md). For cron and alerts.
+
+    Example: [bold]genisss drift --tolerance 2 --json[/]
+    """
+    from genisss_cli import counters, render
+    from genisss_cli import db as dbmod
+
+    sources = [counters.STORIES]
+    if audio_table is not None:
+        counters.table_parts(audio_table)  # a bad name is a usage error before connecting
+        sources.append(counters.audio_source(audio_table))
+    spin = not as_json and not estimate and render.interactive()
+    with dbmod.connect(database()) as conn, render.spinner_after("counting rows...", spin):
+        report = counters.drift(conn, sources, estimate=estimate, tolerance=tolerance)
+    render.drift_report(report, as_json)
+    return Exit.OK if report.ok else Exit.FINDING
+
+
+@app.command("sync")
+def counter_sync(
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Show (old, new, difference) it would apply; change nothing.")] = False,
+    if_drift: Annotated[bool, typer.Option(
+        "--if-drift", help="Do nothing (exit 0) when there is no drift: for a daily cron line.")] = False,
+    as_json: JsonOpt = False,
+) -> int:
+    """Reset total_stories to COUNT(*) of user_stories with sync_story_counter(),
+    and show its (old_count, new_count, difference).
+
+    Safe while workers increment: no increment is lost. Touches only the counter.
+
+    Example: [bold]genisss sync --if-drift[/]
+    """
+    from genisss_cli import counters, render
+    from genisss_cli import db as dbmod
+
+    with dbmod.connect(database()) as conn, \
+            render.spinner_after("counting rows...", not as_json and render.interactive()):
+        result = counters.sync(conn, dry_run=dry_run, if_drift=if_drift)
+    render.sync_result(result, as_json)
+    return Exit.OK
+
+
 # -- watch ------------------------------------------------------------------------------
 # The live counter feed through LISTEN/NOTIFY (docs/watch.md).
 

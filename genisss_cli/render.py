@@ -178,6 +178,210 @@ def embedded_status(st, as_json: bool) -> None:
     ])
 
 
+# -- counters (status, bump, drift, sync) -----------------------------------------------
+
+
+def interactive() -> bool:
+    """Progress bars and spinners only for a person at a terminal, never when piped."""
+    return sys.stdout.isatty() and sys.stderr.isatty()
+
+
+def _ago(seconds: float) -> str:
+    s = int(seconds)
+    if s < 5:
+        return "just now"
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
+        if s >= size:
+            n = s // size
+            return f"{n} {unit}{'s' if n != 1 else ''} ago"
+    return "just now"
+
+
+def _when(ts, now) -> str:
+    if ts is None:
+        return "never"
+    return f"{ts.astimezone():%Y-%m-%d %H:%M:%S %Z} ({_ago((now - ts).total_seconds())})"
+
+
+def counter_status(st, as_json: bool) -> None:
+    if as_json:
+        emit_json(st)
+        return
+    from datetime import timedelta
+
+    now = st.updated_at + timedelta(seconds=st.updated_ago_seconds)  # the server's clock
+    if st.up_to_date:
+        revision = f"[green]{st.revision}[/] (head)"
+    elif st.revision is None:
+        revision = "[yellow]none recorded[/] (033 applied by hand: `genisss migrate up` adopts it)"
+    else:
+        revision = f"[yellow]{st.revision}[/], head is {st.head} (run: genisss migrate up)"
+    if st.in_publication:
+        publication = f"[green]in {st.publication}[/]"
+    elif st.publication_exists:
+        publication = f"[yellow]not in {st.publication}[/]: browsers get no live updates"
+    else:
+        publication = f"[yellow]no publication {st.publication}[/] (plain PostgreSQL; Supabase has it)"
+    key_values("Story counter", [
+        ("total_stories", f"[bold]{st.total_stories}[/]"),
+        ("total_audio_generations", st.total_audio_generations),
+        ("last_story_at", _when(st.last_story_at, now)),
+        ("last_audio_at", _when(st.last_audio_at, now)),
+        ("updated_at", _when(st.updated_at, now)),
+        ("database", f"{st.database} (PostgreSQL {st.server_version})"),
+        ("migration", revision),
+        ("realtime", publication),
+    ])
+
+
+class _BumpBar:
+    def __init__(self, total: int, kind: str):
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.progress = Progress(
+            TextColumn(f"bump {kind}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+            console=console(stderr=True), auto_refresh=False, transient=True,
+        )
+        self.task = self.progress.add_task("bump", total=total, rate="")
+        self.started = None
+
+    def __call__(self, done: int) -> None:
+        import time
+
+        now = time.monotonic()
+        if self.started is None:
+            self.started = now
+        elapsed = now - self.started
+        rate = f"{done / elapsed:,.0f}/s" if elapsed > 0.2 else ""
+        self.progress.update(self.task, completed=done, rate=rate)
+        self.progress.refresh()
+
+
+def bump_progress(total: int, kind: str, enabled: bool):
+    """A context manager giving a progress callback (None when there is no bar)."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def bar():
+        if not enabled or total < 100:
+            yield None
+            return
+        b = _BumpBar(total, kind)
+        with b.progress:
+            b(0)
+            yield b
+
+    return bar()
+
+
+def bump_result(res, as_json: bool) -> None:
+    totals = res.totals
+    if as_json:
+        emit_json({
+            "kind": res.kind, "requested": res.requested, "bumped": res.bumped, "value": res.value,
+            "total_stories": totals.total_stories if totals else None,
+            "total_audio_generations": totals.total_audio_generations if totals else None,
+            "seconds": round(res.seconds, 6), "rate": round(res.rate, 1),
+            "interrupted": res.interrupted, "in_flight_unknown": res.in_flight_unknown,
+        })
+    else:
+        column = "total_stories" if res.kind == "story" else "total_audio_generations"
+        value = res.value if res.value is not None else getattr(totals, column, None)
+        line = f"{column} = [bold]{value}[/]"
+        if res.requested > 1:
+            line += (f" after {res.bumped} bump{'s' if res.bumped != 1 else ''} in {res.seconds:.2f} s"
+                     f" ({res.rate:,.0f}/s)")
+        print_line(line)
+    if res.interrupted:
+        warn(f"interrupted after {res.bumped} of {res.requested} bumps"
+             + ("; the one in flight may or may not have counted" if res.in_flight_unknown else ""))
+
+
+def spinner_after(text: str, enabled: bool, delay: float = 0.5):
+    """A spinner on stderr that appears only if the block lasts more than `delay` seconds."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def spin():
+        if not enabled:
+            yield
+            return
+        import threading
+
+        lock = threading.Lock()
+        state = {"status": None, "done": False}
+
+        def start():
+            with lock:
+                if not state["done"]:
+                    state["status"] = console(stderr=True).status(text)
+                    state["status"].start()
+
+        timer = threading.Timer(delay, start)
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        finally:
+            timer.cancel()
+            with lock:
+                state["done"] = True
+                if state["status"] is not None:
+                    state["status"].stop()
+
+    return spin()
+
+
+def drift_report(report, as_json: bool) -> None:
+    if as_json:
+        emit_json({
+            "counters": [dataclasses.asdict(r) for r in report.rows],
+            "tolerance": report.tolerance, "estimated": report.estimated, "ok": report.ok,
+            "notes": report.notes,
+        })
+        return
+    rows = []
+    for r in report.rows:
+        actual = f"~{r.actual}" if r.estimated else str(r.actual)
+        style = "green" if r.drift == 0 else ("yellow" if abs(r.drift) <= report.tolerance else "red")
+        rows.append([r.name, r.table, r.counter, actual, f"[{style}]{r.drift:+d}[/]"])
+    caption = None
+    if report.estimated:
+        caption = "~ : an estimate (pg_class.reltuples, as of the last ANALYZE), not a count"
+    table("Drift = counter - actual", ["name", "counts rows of", "counter", "actual", "drift"], rows,
+          caption)
+    for note in report.notes:
+        print_line(f"[dim]note:[/] {note}")
+    if report.ok:
+        within = f" (within tolerance {report.tolerance})" if any(r.drift for r in report.rows) else ""
+        print_line(f"[green]no drift[/]{within}")
+    else:
+        bad = [r for r in report.rows if abs(r.drift) > report.tolerance]
+        fix = "; run: genisss sync" if any(r.name == "stories" for r in bad) else ""
+        print_line(f"[red]drift[/] in {', '.join(r.name for r in bad)}{fix}")
+
+
+def sync_result(res, as_json: bool) -> None:
+    if as_json:
+        emit_json({**dataclasses.asdict(res), "changed": res.changed})
+        return
+    if res.skipped:
+        print_line(f"no drift (total_stories = {res.old_count}); nothing to do")
+        return
+    table("sync_story_counter()", ["old_count", "new_count", "difference"],
+          [[res.old_count, res.new_count, f"{res.difference:+d}"]])
+    if res.dry_run:
+        print_line("dry run: nothing changed" + ("; run: genisss sync" if res.difference else ""))
+
+
 # -- watch ------------------------------------------------------------------------------
 
 _SPARK_BARS = "▁▂▃▄▅▆▇█"
