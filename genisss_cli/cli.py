@@ -440,6 +440,43 @@ def watch_command(
     return outcome.code
 
 
+# -- check ------------------------------------------------------------------------------
+# Is the database ready for the realtime counter, and is it safe? (docs/check.md)
+
+
+@app.command("check")
+def check_command(
+    live: Annotated[bool, typer.Option(
+        "--live", help="Also make one harmless change (updated_at = now(), no counter moves) and time "
+                       "its arrival through LISTEN and through the publication (a temporary "
+                       "replication slot, always dropped).")] = False,
+    publication: Annotated[str, typer.Option(
+        "--publication", metavar="NAME", help="The publication Supabase Realtime reads.")
+    ] = "supabase_realtime",
+    strict: Annotated[bool, typer.Option("--strict", help="Warnings fail too (exit 1).")] = False,
+    live_timeout: Annotated[float, typer.Option(
+        "--live-timeout", min=0.5, max=300, metavar="S",
+        help="Seconds --live waits for the change to arrive.")] = 10.0,
+    as_json: JsonOpt = False,
+) -> int:
+    """Check everything the realtime counter needs, and its security: connection,
+    migration, table, functions, privileges, Realtime visibility (RLS), publication,
+    wal_level, NOTIFY trigger, drift, NOTIFY queue, Realtime's replication slot.
+
+    Each failure comes with the SQL or command that fixes it. Exit 0 when
+    nothing fails, 1 when a check fails (--strict: or warns).
+
+    Example: [bold]genisss check --live[/]
+    """
+    from genisss_cli import checks, render
+
+    db = database()
+    options = checks.Options(publication=publication, live=live, live_timeout=live_timeout)
+    results = checks.run(db, options)
+    render.check_results(db.where, results, as_json)
+    return checks.exit_code(results, strict)
+
+
 # -- entry point --------------------------------------------------------------------------
 
 

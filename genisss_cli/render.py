@@ -598,3 +598,30 @@ def watch_summary(s, as_json: bool) -> None:
         ("latency",
          f"p50 {_ms(s.latency_p50_ms)}   p99 {_ms(s.latency_p99_ms)}   max {_ms(s.latency_max_ms)}"),
     ])
+
+
+# -- check ------------------------------------------------------------------------------
+
+_CHECK_STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "skipped": "dim"}
+
+
+def check_results(database: str, results, as_json: bool) -> None:
+    counts = {s: sum(r.status == s for r in results) for s in _CHECK_STYLE}
+    if as_json:
+        emit_json({"database": database, "checks": results, "summary": counts})
+        return
+    from rich.markup import escape
+    from rich.table import Table
+
+    t = Table(title=f"genisss check: {escape(redact(database))}", title_justify="left", show_lines=True)
+    for col in ("check", "status", "found", "fix"):
+        t.add_column(col, overflow="fold")
+    for r in results:
+        style = _CHECK_STYLE.get(r.status, "")
+        t.add_row(escape(r.name), f"[{style}]{r.status}[/]", escape(redact(r.detail)),
+                  escape(redact(r.fix or "")))
+    console().print(t)
+    summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    if counts["fail"]:
+        summary += " - run each fix as the table's owner (SQL) or in a shell (genisss/psql commands)"
+    print_line(escape(summary))

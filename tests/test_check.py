@@ -1,0 +1,353 @@
+"""genisss check on real PostgreSQL: all pass after migrate up in the Supabase
+shape; each thing broken in turn fails its own row, and the fix it prints
+repairs it; --live sees both paths and never leaves a replication slot."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+from conftest import clean_env, require_plain
+
+from genisss_cli import checks
+from genisss_cli import db as dbmod
+
+VENV_BIN = Path(sys.executable).parent
+
+ROWS = ["connection", "migration", "table", "functions", "privileges: PUBLIC", "privileges: anon",
+        "privileges: authenticated", "privileges: service_role", "realtime visibility", "publication",
+        "wal_level", "trigger", "drift", "notify queue", "replication slot"]
+
+
+def check(genisss, testdb, *args, dsn=None, env=None):
+    """Run `genisss check --json`: (exit code, {name: row})."""
+    r = genisss("check", "--json", *args, dsn=dsn or testdb.dsn, env=env)
+    assert r.err == "", r.err
+    data = json.loads(r.out)
+    assert set(data) == {"database", "checks", "summary"}
+    for row in data["checks"]:
+        assert set(row) == {"name", "status", "detail", "fix"}
+        assert row["status"] in ("pass", "warn", "fail", "skipped")
+    return r.code, {row["name"]: row for row in data["checks"]}
+
+
+def failing(rows) -> set[str]:
+    return {name for name, row in rows.items() if row["status"] == "fail"}
+
+
+def expected_failures(server) -> set[str]:
+    """What fails on a correct database: wal_level, where the server is not logical."""
+    return set() if server.wal_logical else {"wal_level"}
+
+
+def apply_fix(testdb, fix: str, tmp_path) -> None:
+    """Run a printed fix as the operator would: SQL through the database, or a
+    genisss/psql command line in a shell with DATABASE_URL set."""
+    if fix.startswith("genisss "):
+        env = clean_env(tmp_path, DATABASE_URL=testdb.dsn,
+                        PATH=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+        subprocess.run(["bash", "-o", "pipefail", "-c", fix], env=env, cwd=tmp_path, check=True,
+                       capture_output=True, timeout=120)
+    else:
+        testdb.execute(fix)
+
+
+def slots(testdb) -> list[str]:
+    with testdb.server.admin() as conn:
+        return [r[0] for r in conn.execute(
+            "SELECT slot_name FROM pg_replication_slots WHERE database = %s", [testdb.name])]
+
+
+def wait_for(predicate, seconds: float = 30) -> bool:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+def in_process(testdb, **options):
+    results = checks.run(dbmod.Database(testdb.dsn, "test", False), checks.Options(**options))
+    return {r.name: r for r in results}
+
+
+# -- a correct database -----------------------------------------------------------------
+
+
+def test_supabase_shape_after_migrate_up_passes(supabase_migrated_db, genisss):
+    code, rows = check(genisss, supabase_migrated_db)
+    assert list(rows) == ROWS
+    bad = expected_failures(supabase_migrated_db.server)
+    assert failing(rows) == bad
+    assert code == (1 if bad else 0)
+    assert rows["replication slot"]["status"] == "skipped"
+    others = set(ROWS) - bad - {"replication slot"}
+    assert {n: rows[n]["status"] for n in others} == dict.fromkeys(others, "pass")
+    assert "can LISTEN" in rows["connection"]["detail"]
+    if bad:
+        assert "ALTER SYSTEM SET wal_level = logical" in rows["wal_level"]["fix"]
+
+
+def test_live_sees_both_paths_and_leaves_no_slot(supabase_migrated_db, genisss):
+    db = supabase_migrated_db
+    before = db.scalar("SELECT total_stories + total_audio_generations FROM global_stats")
+    _, rows = check(genisss, db, "--live")
+    assert rows["live: LISTEN"]["status"] == "pass", rows["live: LISTEN"]
+    assert "after COMMIT" in rows["live: LISTEN"]["detail"]
+    pub = rows["live: publication"]
+    if db.server.wal_logical:
+        assert pub["status"] == "pass", pub
+        assert "UPDATE of public.global_stats decoded from supabase_realtime" in pub["detail"]
+    else:
+        assert pub["status"] == "skipped" and "wal_level" in pub["detail"]
+    assert slots(db) == []
+    assert db.scalar("SELECT total_stories + total_audio_generations FROM global_stats") == before
+
+
+def test_table_output_for_people(supabase_migrated_db, genisss):
+    supabase_migrated_db.execute("GRANT EXECUTE ON FUNCTION increment_story_counter() TO anon")
+    r = genisss("check", dsn=supabase_migrated_db.dsn)
+    assert r.code == 1 and r.err == ""
+    for word in ("check", "status", "found", "fix", "privileges: anon", "fail"):
+        assert word in r.out
+    assert "REVOKE EXECUTE ON FUNCTION public.increment_story_counter() FROM anon" in " ".join(
+        r.out.split())
+
+
+# -- break each thing in turn --------------------------------------------------------------
+
+BREAKS = {
+    "drop the policy": ("DROP POLICY global_stats_read ON global_stats", "realtime visibility"),
+    "disable RLS": ("ALTER TABLE global_stats DISABLE ROW LEVEL SECURITY", "realtime visibility"),
+    "drop the primary key": ("ALTER TABLE global_stats DROP CONSTRAINT global_stats_pkey",
+                             "realtime visibility"),
+    "anon loses SELECT": ("REVOKE SELECT ON global_stats FROM anon", "realtime visibility"),
+    "grant EXECUTE to anon": ("GRANT EXECUTE ON FUNCTION increment_story_counter() TO anon",
+                              "privileges: anon"),
+    "anon may update a column": ("GRANT UPDATE (total_stories) ON global_stats TO anon",
+                                 "privileges: anon"),
+    "authenticated may truncate": ("GRANT TRUNCATE ON global_stats TO authenticated",
+                                   "privileges: authenticated"),
+    "grant EXECUTE to PUBLIC": ("GRANT EXECUTE ON FUNCTION sync_story_counter() TO PUBLIC",
+                                "privileges: PUBLIC"),
+    "service_role cannot execute": ("REVOKE EXECUTE ON FUNCTION increment_audio_counter() "
+                                    "FROM service_role", "privileges: service_role"),
+    "remove the table from the publication": (
+        "ALTER PUBLICATION supabase_realtime DROP TABLE global_stats", "publication"),
+    "publication without UPDATE": (
+        "ALTER PUBLICATION supabase_realtime SET (publish = 'insert, delete')", "publication"),
+    "drop the publication": ("DROP PUBLICATION supabase_realtime", "publication"),
+    "drop the trigger": ("DROP TRIGGER global_stats_notify ON global_stats", "trigger"),
+    "disable the trigger": ("ALTER TABLE global_stats DISABLE TRIGGER global_stats_notify", "trigger"),
+    "add a second row": ("ALTER TABLE global_stats DROP CONSTRAINT global_stats_singleton; "
+                         "INSERT INTO global_stats (id) VALUES ('second')", "table"),
+    "delete the row": ("DELETE FROM global_stats", "table"),
+    "change a column type": ("ALTER TABLE global_stats ALTER COLUMN total_audio_generations TYPE integer",
+                             "table"),
+    "set a mutable search_path": ("ALTER FUNCTION increment_story_counter() RESET search_path",
+                                  "functions"),
+    "SECURITY INVOKER": ("ALTER FUNCTION sync_story_counter() SECURITY INVOKER", "functions"),
+    "drop a function": ("DROP FUNCTION increment_audio_counter()", "functions"),
+}
+
+
+@pytest.mark.parametrize("what", list(BREAKS))
+def test_break_fails_its_row_and_the_fix_repairs_it(what, supabase_migrated_db, genisss, tmp_path):
+    db = supabase_migrated_db
+    sql, row = BREAKS[what]
+    db.execute("INSERT INTO user_stories (title) SELECT 's' FROM generate_series(1, 3)")
+    db.execute("SELECT * FROM sync_story_counter()")
+    db.execute(sql)
+    baseline = expected_failures(db.server)
+
+    code, rows = check(genisss, db)
+    assert code == 1
+    assert failing(rows) == {row} | baseline, rows
+    broken = rows[row]
+    assert broken["detail"] and broken["fix"], broken
+    assert {r["status"] for r in rows.values()} <= {"pass", "fail", "skipped"}
+
+    apply_fix(db, broken["fix"], tmp_path)
+    code, rows = check(genisss, db)
+    assert failing(rows) == baseline, rows
+    assert rows[row]["status"] == "pass"
+    assert rows["drift"]["status"] == "pass"  # no fix moved the counter
+    assert db.scalar("SELECT total_stories FROM global_stats") == 3
+
+
+def test_drift_is_a_warning_and_strict_fails_on_it(supabase_migrated_db, genisss, tmp_path):
+    db = supabase_migrated_db
+    db.execute("UPDATE global_stats SET total_stories = total_stories + 2")
+    code, rows = check(genisss, db)
+    assert rows["drift"]["status"] == "warn"
+    assert "drift +2" in rows["drift"]["detail"]
+    baseline = expected_failures(db.server)
+    assert failing(rows) == baseline
+    assert code == (1 if baseline else 0)
+    strict_code, _ = check(genisss, db, "--strict")
+    assert strict_code == 1
+    apply_fix(db, rows["drift"]["fix"], tmp_path)
+    _, rows = check(genisss, db)
+    assert rows["drift"]["status"] == "pass"
+
+
+def test_custom_publication_name_is_quoted(supabase_migrated_db, genisss, tmp_path):
+    db = supabase_migrated_db
+    code, rows = check(genisss, db, "--publication", "Realtime Pub")
+    assert rows["publication"]["status"] == "fail"
+    assert rows["publication"]["fix"] == 'CREATE PUBLICATION "Realtime Pub" FOR TABLE public.global_stats;'
+    apply_fix(db, rows["publication"]["fix"], tmp_path)
+    code, rows = check(genisss, db, "--publication", "Realtime Pub", "--live")
+    assert failing(rows) == expected_failures(db.server)
+    if db.server.wal_logical:
+        assert rows["live: publication"]["status"] == "pass", rows["live: publication"]
+        assert "Realtime Pub" in rows["live: publication"]["detail"]
+
+
+# -- databases that are not ready ---------------------------------------------------------
+
+
+def test_not_migrated_says_what_to_run_and_it_works(fresh_db, genisss, tmp_path):
+    code, rows = check(genisss, fresh_db)
+    assert code == 1
+    assert rows["migration"]["status"] == "fail" and rows["migration"]["fix"] == "genisss migrate up"
+    assert rows["table"]["status"] == "fail" and rows["table"]["fix"] == "genisss migrate up"
+    for name in ("realtime visibility", "trigger", "drift"):
+        assert rows[name]["status"] == "skipped"
+    apply_fix(fresh_db, rows["migration"]["fix"], tmp_path)
+    _, rows = check(genisss, fresh_db)
+    assert failing(rows) == expected_failures(fresh_db.server)
+
+
+def test_a_missing_table_at_head_is_restored_by_the_printed_script(supabase_migrated_db, genisss,
+                                                                  tmp_path):
+    db = supabase_migrated_db
+    db.execute("DROP TABLE global_stats CASCADE")
+    _, rows = check(genisss, db)
+    assert rows["migration"]["status"] == "pass"
+    assert rows["table"]["fix"] == checks.RERUN_033
+    apply_fix(db, rows["table"]["fix"], tmp_path)
+    _, rows = check(genisss, db)
+    assert failing(rows) == expected_failures(db.server)
+
+
+def test_plain_postgres_skips_supabase_rows(migrated_db, genisss):
+    require_plain(migrated_db.server)
+    code, rows = check(genisss, migrated_db, "--live")
+    for name in ("privileges: anon", "privileges: authenticated", "privileges: service_role",
+                 "realtime visibility", "replication slot"):
+        assert rows[name]["status"] == "skipped", rows[name]
+        assert any(w in rows[name]["detail"] for w in ("does not exist", "do not exist", "no supabase_realt"))
+    assert rows["privileges: PUBLIC"]["status"] == "pass"
+    assert failing(rows) == set() and code == 0
+    assert rows["live: LISTEN"]["status"] == "pass"
+
+
+def test_a_check_that_cannot_run_is_a_warning_that_says_why(supabase_migrated_db, genisss):
+    """A role that may not read pg_policy (a catalog, in this database only)."""
+    db = supabase_migrated_db
+    role = f"checker_{uuid.uuid4().hex[:8]}"
+    db.execute(f'CREATE ROLE "{role}" LOGIN')
+    try:
+        db.execute(f'GRANT SELECT ON global_stats, user_stories, alembic_version TO "{role}"')
+        db.execute("REVOKE SELECT ON pg_catalog.pg_policy FROM PUBLIC")
+        dsn = psycopg.conninfo.make_conninfo(db.dsn, user=role)
+        code, rows = check(genisss, db, "--live", dsn=dsn)
+        vis = rows["realtime visibility"]
+        assert vis["status"] == "warn", vis
+        assert "permission denied" in vis["detail"] and "pg_policy" in vis["detail"]
+        live = rows["live: LISTEN"]
+        assert live["status"] == "warn" and "may not UPDATE" in live["detail"]
+        assert failing(rows) == expected_failures(db.server), rows
+        for name in ("migration", "table", "drift"):
+            assert rows[name]["status"] == "warn" and "row level security hides" in rows[name]["detail"]
+    finally:
+        db.server.drop_db(db.name)
+        with db.server.admin() as conn:
+            conn.execute(f'DROP ROLE IF EXISTS "{role}"')
+
+
+# -- --live --------------------------------------------------------------------------------
+
+
+def _logical(testdb) -> None:
+    if not testdb.server.wal_logical:
+        pytest.skip(f"{testdb.server.name}: wal_level is not logical")
+
+
+def test_live_publication_path_fails_when_the_table_is_not_published(supabase_migrated_db, genisss):
+    db = supabase_migrated_db
+    _logical(db)
+    db.execute("ALTER PUBLICATION supabase_realtime DROP TABLE global_stats")
+    _, rows = check(genisss, db, "--live")
+    assert rows["live: LISTEN"]["status"] == "pass"
+    assert rows["live: publication"]["status"] == "fail"
+    assert "did not carry" in rows["live: publication"]["detail"]
+    assert slots(db) == []
+
+
+def test_live_interrupted_leaves_no_slot(supabase_migrated_db, popen_genisss):
+    db = supabase_migrated_db
+    _logical(db)
+    proc = popen_genisss("check", "--live", dsn=db.dsn, env={"GENISSS_TEST_LIVE_PAUSE": "120"})
+    try:
+        assert wait_for(lambda: slots(db) != [] or proc.poll() is not None), "no slot was created"
+        assert proc.poll() is None, proc.communicate()
+        assert slots(db)[0].startswith("genisss_check_")
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, (out, err)
+    assert "Traceback" not in err
+    assert wait_for(lambda: slots(db) == [], 10), slots(db)
+
+
+# -- rows that are hard to reach from outside ------------------------------------------------
+
+
+def test_realtime_slot_lag_and_its_fix(supabase_migrated_db, tmp_path):
+    db = supabase_migrated_db
+    _logical(db)
+    db.execute("SELECT pg_create_logical_replication_slot('supabase_realtime_replication_slot', 'pgoutput')")
+    try:
+        rows = in_process(db)
+        assert rows["replication slot"].status == "pass"
+        assert "supabase_realtime_replication_slot: idle" in rows["replication slot"].detail
+        rows = in_process(db, slot_lag_warn=0)
+        slot = rows["replication slot"]
+        assert slot.status == "warn" and "lag" in slot.detail
+        assert slot.fix == "SELECT pg_drop_replication_slot('supabase_realtime_replication_slot');"
+        apply_fix(db, slot.fix, tmp_path)
+        assert in_process(db)["replication slot"].status == "skipped"
+    finally:
+        db.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                   "WHERE slot_name = 'supabase_realtime_replication_slot' AND database = current_database()")
+
+
+def test_notify_queue_held_by_a_listener_in_a_transaction(supabase_migrated_db):
+    """The queue is cluster-wide: only on the test session's own (embedded) cluster."""
+    db = supabase_migrated_db
+    if db.server.base is None:
+        pytest.skip("the NOTIFY queue of the shared system server is used by others")
+    with db.connect() as listener, db.connect() as sender:
+        listener.execute("LISTEN genisss_test_queue")
+        listener.execute("BEGIN")
+        listener.execute("SELECT 1")  # idle in transaction: it reads nothing
+        sender.execute("SELECT pg_notify('genisss_test_queue', repeat('x', 7000)) "
+                       "FROM generate_series(1, 10)")
+        assert in_process(db)["notify queue"].status == "pass"  # far below 50%
+        queue = in_process(db, queue_warn=1e-9)["notify queue"]
+        assert queue.status == "warn"
+        pid = listener.info.backend_pid
+        assert f"pid {pid}" in queue.detail
+        assert queue.fix == f"SELECT pg_terminate_backend({pid});"
+        listener.execute("ROLLBACK")
