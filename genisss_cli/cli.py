@@ -496,9 +496,7 @@ def run(argv: list[str] | None = None) -> int:
         return Exit.INTERRUPTED
     except GenisssError as exc:
         return _fail(exc)
-    except Exception as exc:
-        if _state["debug"]:
-            raise
+    except Exception as exc:  # with --debug, _fail prints its traceback (redacted)
         from genisss_cli import db
 
         translated = db.translate(exc)
@@ -515,7 +513,7 @@ def _fail(exc: GenisssError) -> int:
     if _state["debug"]:
         import traceback
 
-        traceback.print_exc()
+        sys.stderr.write(render.redact(traceback.format_exc()))
     render.error(exc)
     return int(exc.code)
 

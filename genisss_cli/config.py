@@ -102,10 +102,16 @@ def normalize(dsn: str, source: str) -> str:
         ) from None
     if params.get("password"):
         SECRETS.add(params["password"])
+    if "@" in (params.get("host") or ""):  # libpq split the password at its own '@'
+        raise GenisssError(Exit.CONFIG, f"malformed database URL (from {source}): '@' in the host",
+                           "write an '@' in the password as %40")
     for port in str(params.get("port") or "5432").split(","):
         if not (port.isdigit() and 0 < int(port) < 65536):
-            raise GenisssError(Exit.CONFIG, f"malformed database URL (from {source}): bad port {port!r}",
-                               "expected postgresql://user:password@host:5432/dbname")
+            # A '/' in the password makes libpq read part of it as the port: don't echo that.
+            shown = "" if any(port in s for s in SECRETS) else f" {port!r}"
+            raise GenisssError(Exit.CONFIG, f"malformed database URL (from {source}): bad port{shown}",
+                               "expected postgresql://user:password@host:5432/dbname "
+                               "(write '/' in a password as %2F)")
     return dsn
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import sys
 from datetime import date, datetime
 from decimal import Decimal
@@ -30,7 +31,19 @@ def redact(text: str) -> str:
     for secret in sorted(config.SECRETS, key=len, reverse=True):
         if secret:
             text = text.replace(secret, "***")
-    return text
+    # And any password in a URL or key=value DSN that genisss never parsed, e.g.
+    # one typed where another value belongs and echoed back by a usage error.
+    text = _URL_PASSWORD.sub(_mask, text)
+    return _WORD_PASSWORD.sub(_mask, text)
+
+
+_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s:/@'\"]*:)([^\s'\"]+)(@)")
+_WORD_PASSWORD = re.compile(r"(?i)\b(password\s*=\s*)('(?:[^'\\]|\\.)*'?|[^\s'\"]+)()")
+_PLACEHOLDERS = {"password", "pass", "***"}  # in hints: postgresql://user:password@host/db
+
+
+def _mask(m: re.Match) -> str:
+    return m.group(0) if m.group(2) in _PLACEHOLDERS else f"{m.group(1)}***{m.group(3)}"
 
 
 def error(exc) -> None:

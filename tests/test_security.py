@@ -9,10 +9,12 @@ them by default. docs/reliability.md says what is and is not covered.
 from __future__ import annotations
 
 import json
+from urllib.parse import quote
 
 import psycopg
 import pytest
 from psycopg import sql
+from reliability import COMMAND_ARGS, EXIT_CODES, commands, run_cli, with_password
 
 API_ROLES = ["anon", "authenticated"]
 COUNTER_FUNCTIONS = [
@@ -303,19 +305,19 @@ def test_genisss_reads_public_whatever_the_users_schema_holds(supabase_migrated_
         db.execute(statement.replace("evil.", f'"{user}".').replace("SCHEMA evil", f'SCHEMA "{user}"'))
     db.execute("INSERT INTO public.user_stories (title) VALUES ('a'), ('b')")
     assert db.scalar("SELECT count(*) FROM user_stories") == 1000  # unqualified: the user's schema
-    commands = set(_commands())
-    if "bump" in commands:
+    known = set(commands())
+    if "bump" in known:
         r = genisss("bump", "story", "--json", dsn=db.dsn)
         assert r.code == 0, r.err
-    if "drift" in commands:
+    if "drift" in known:
         r = genisss("drift", "--json", dsn=db.dsn)
         assert r.code in (0, 1), r.err
         assert json_values(json.loads(r.out), "actual") == [2]
-    if "sync" in commands:
+    if "sync" in known:
         r = genisss("sync", "--json", dsn=db.dsn)
         assert r.code == 0, r.err
         assert db.scalar("SELECT total_stories FROM public.global_stats") == 2
-    if "status" in commands:
+    if "status" in known:
         r = genisss("status", "--json", dsn=db.dsn)
         assert r.code == 0, r.err
         assert "424242" not in r.out
@@ -333,15 +335,176 @@ def json_values(obj, key: str) -> list:
     return []
 
 
-def _commands() -> list[str]:
-    """The names of genisss's commands as they are now (others land while we work)."""
-    import typer
+# -- passwords ------------------------------------------------------------------------------------
 
-    from genisss_cli.cli import app
+SECRET = "Pa55-w0rd-S3cret"
+ODD_SECRET = "p@ss/w:rd?#&=x'\" %"  # every character a URL or a conninfo string treats specially
 
-    group = typer.main.get_command(app)
-    names = []
-    for name, cmd in group.commands.items():
-        sub = getattr(cmd, "commands", None)
-        names += [f"{name} {s}" for s in sub] if sub else [name]
-    return names
+
+def assert_no_secret(run, *secrets: str, debug: bool = False) -> None:
+    for secret in secrets:
+        for form in {secret, quote(secret, safe=""), quote(secret)}:
+            assert form not in run.output, run
+    if not debug:
+        assert "Traceback" not in run.output, run
+    assert run.code in EXIT_CODES, run
+
+
+def invocations(debug_too: bool = True):
+    """Every command with each of its argument lists, with and without --debug."""
+    for name in commands():
+        for args in COMMAND_ARGS.get(name, [[]]):
+            for debug in (False, True) if debug_too else (False,):
+                yield name, args, debug
+
+
+def argv(dsn: str | None, name: str, args: list[str], debug: bool) -> list[str]:
+    return [*(["-d", dsn] if dsn else []), *(["--debug"] if debug else []), *name.split(), *args]
+
+
+def test_every_command_is_exercised():
+    """A command added without an entry in COMMAND_ARGS would escape the
+    password, fuzz and hang tests: add it there."""
+    assert set(commands()) <= set(COMMAND_ARGS), set(commands()) - set(COMMAND_ARGS)
+
+
+@pytest.mark.parametrize("form, secret", [("url", ODD_SECRET), ("keywords", SECRET)], ids=["url", "keywords"])
+def test_no_password_in_the_output_of_any_command(migrated_db, tmp_path, form, secret):
+    """The servers trust their local logins, so a DSN that carries a password
+    works: every command, with --json and --debug, runs and never shows it."""
+    dsn = with_password(migrated_db.dsn, secret, form)
+    codes = {}
+    for name, args, debug in invocations():
+        run = run_cli(argv(dsn, name, args, debug), cwd=tmp_path)
+        assert_no_secret(run, secret, debug=debug)
+        codes[(name, *args, debug)] = run.code
+    assert codes[("status", "--json", False)] == 0
+    assert codes[("db url", "--json", False)] == 0
+    assert codes[("bump", "story", False)] == 0
+    run = run_cli(["db", "url", "--json"], cwd=tmp_path, env={"GENISSS_DATABASE_URL": dsn})
+    assert run.code == 0 and '"url": "postgresql://' in run.out and ":***@" in run.out
+    assert_no_secret(run, secret)
+    (tmp_path / ".env").write_text(f"DATABASE_URL={dsn!r}\n".replace('"', "'") if form == "url"
+                                   else f"DATABASE_URL=\"{dsn}\"\n")
+    for cmd in (["status", "--json"], ["migrate", "status"], ["db", "url"]):
+        run = run_cli(cmd, cwd=tmp_path)
+        assert_no_secret(run, secret)
+
+
+def error_dsns(server, fresh_name: str) -> dict[str, str]:
+    base = server.admin_dsn
+    return {
+        "refused": "postgresql://u@127.0.0.1:1/x",
+        "unknown host": "postgresql://u@no-such-host.invalid/x",
+        "no such database": psycopg.conninfo.make_conninfo(base, dbname="no_such_db_here"),
+        "no such role": psycopg.conninfo.make_conninfo(base, user="no_such_role_here"),
+        "not migrated": psycopg.conninfo.make_conninfo(base, dbname=fresh_name),
+    }
+
+
+def test_no_password_on_any_error_path(server, fresh_db, tmp_path):
+    seen = {}
+    for case, dsn in error_dsns(server, fresh_db.name).items():
+        for name, args, debug in invocations():
+            # The DSN as a URL, and with --debug as key=value words.
+            run = run_cli(argv(with_password(dsn, ODD_SECRET, "keywords" if debug else "url"),
+                               name, args, debug), cwd=tmp_path)
+            assert_no_secret(run, ODD_SECRET, debug=debug)
+            if not debug:
+                seen.setdefault(case, set()).add(run.code)
+    assert 4 in seen["refused"] and 4 in seen["unknown host"] and 4 in seen["no such database"]
+    assert 5 in seen["not migrated"]  # (until `migrate up` in the list migrated it)
+
+
+MALFORMED = [
+    f"postgresql://u:{SECRET}@h:port/x",  # bad port
+    f"postgresql://u:{SECRET}@h:99999/x",
+    f"postgresql://u:{SECRET}@[::1/x",  # unclosed IPv6
+    f"postgresql://u:{SECRET}@h/x?bogus=1",  # unknown parameter
+    f"postgresql://u:{SECRET}@h/x?sslmode=bogus",  # a bad value, found when connecting
+    f"postgresql://u:{SECRET}%zz@h/x",  # bad percent-encoding
+    f"postgresql://u:{SECRET}@ss@127.0.0.1:1/x",  # an unencoded @ in the password
+    f"postgresql://u:{SECRET}/x@127.0.0.1:1/x",  # an unencoded / in the password
+    f"postgresql://u:{SECRET}?x@127.0.0.1:1/x",  # an unencoded ? in the password
+    f"postgresql://u:{SECRET}#x@127.0.0.1:1/x",  # an unencoded # in the password
+    f"postgres+asyncpg://u:{SECRET}@127.0.0.1:1/x",
+    f"mysql://u:{SECRET}@h/x",
+    f"user=u password={SECRET} nonsense",
+    f"user=u password='{SECRET}",  # unterminated quote
+    f"host=127.0.0.1 port=1 password={SECRET}",
+    f"  postgresql://u:{SECRET}@127.0.0.1:1/x  ",
+    f"postgresql://u:{SECRET}@127.0.0.1:1,127.0.0.1:2/x",
+    f"postgresql://u:{SECRET}@/x?host=/nonexistent/socket/dir",
+]
+
+
+def test_no_password_from_malformed_urls_wherever_they_come_from(tmp_path):
+    for dsn in MALFORMED:
+        for source in ("-d", "GENISSS_DATABASE_URL", "DATABASE_URL", ".env"):
+            env = {}
+            dotenv = tmp_path / ".env"
+            dotenv.unlink(missing_ok=True)
+            if source in ("GENISSS_DATABASE_URL", "DATABASE_URL"):
+                env[source] = dsn
+            elif source == ".env":
+                dotenv.write_text(f"DATABASE_URL={dsn}\n")
+            for name, args in [("status", ["--json"]), ("db url", []), ("migrate up", []),
+                               ("watch", ["--count", "1", "--timeout", "0.3"])][:4 if source == "-d" else 1]:
+                for debug in (False, True) if source == "-d" else (False,):
+                    run = run_cli(argv(dsn if source == "-d" else None, name, args, debug),
+                                  cwd=tmp_path, env=env)
+                    assert_no_secret(run, SECRET, debug=debug)
+                    # db url connects only to the embedded server: it may just show the URL.
+                    assert run.code in ((0, 3) if name == "db url" else (2, 3, 4)), (dsn, source, run)
+
+
+def test_no_password_from_a_url_given_in_the_wrong_place(tmp_path, genisss):
+    """A DSN typed where another value belongs (psql's habit of a positional
+    URL) is echoed back by the usage error: masked all the same."""
+    dsn = f"postgresql://u:{SECRET}@127.0.0.1:1/x"
+    keywords = f"host=127.0.0.1 port=1 user=u password={SECRET}"
+    for bad in (dsn, keywords):
+        for cmd in (["status", bad], ["migrate", "up", bad], ["--connect-timeout", bad, "status"],
+                    ["bump", bad], ["drift", "--audio-table", bad], ["status", "--publication", bad],
+                    ["sync", bad], ["watch", "--count", bad], ["db", "url", bad],
+                    ["migrate", "sql", bad], ["migrate", "down", bad, "--dry-run"]):
+            for debug in (False, True):
+                run = run_cli(["-d", "postgresql://u@127.0.0.1:1/x", *(["--debug"] if debug else []), *cmd],
+                              cwd=tmp_path)
+                assert_no_secret(run, SECRET, debug=debug)
+    r = genisss("status", dsn)  # and for real, in a subprocess
+    assert r.code == 2 and SECRET not in r.output and "Traceback" not in r.output
+
+
+@pytest.fixture
+def password_login(server):
+    """A login that needs a password (scram), on the throwaway embedded cluster."""
+    if server.base is None:
+        pytest.skip("needs a cluster whose pg_hba.conf the test may change")
+    from genisss_cli import embedded
+
+    hba = embedded.pgdata(server.base) / "pg_hba.conf"
+    original = hba.read_text()
+    hba.write_text("local all sec_pw_user scram-sha-256\n" + original)
+    with server.admin() as conn:
+        conn.execute("CREATE ROLE sec_pw_user LOGIN PASSWORD 'the-right-one'")
+        conn.execute("SELECT pg_reload_conf()")
+    yield psycopg.conninfo.make_conninfo(server.admin_dsn, user="sec_pw_user")
+    hba.write_text(original)
+    with server.admin() as conn:
+        conn.execute("SELECT pg_reload_conf()")
+        conn.execute("DROP ROLE sec_pw_user")
+
+
+def test_no_password_when_the_password_is_wrong(password_login, tmp_path):
+    for form in ("url", "keywords"):
+        dsn = with_password(password_login, ODD_SECRET, form)
+        for name, args, debug in invocations():
+            run = run_cli(argv(dsn, name, args, debug), cwd=tmp_path)
+            assert_no_secret(run, ODD_SECRET, debug=debug)
+        run = run_cli(["-d", dsn, "status"], cwd=tmp_path)
+        assert run.code == 4 and "authentication failed for user sec_pw_user" in run.err
+    # The right password works, and is not shown either.
+    dsn = with_password(password_login, "the-right-one")
+    run = run_cli(["-d", dsn, "db", "url", "--json"], cwd=tmp_path)
+    assert run.code == 0 and "the-right-one" not in run.output

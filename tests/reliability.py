@@ -1,0 +1,215 @@
+"""Helpers shared by the reliability tests (test_security, test_fuzz, test_faults, test_load).
+
+run_cli runs genisss in this process (fast enough for fuzzing and big
+matrices) with the process state genisss keeps between calls reset, so that
+one run cannot mask a password for the next. Silent and frozen servers, and
+throwaway clusters that a test may stop, live here too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import signal
+import socket
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import psycopg
+
+# The documented exit codes (genisss_cli/errors.py, README).
+EXIT_CODES = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 130}
+
+# What each command is run with when the whole command line is exercised.
+# test_security.test_every_command_is_exercised keeps it complete.
+COMMAND_ARGS: dict[str, list[list[str]]] = {
+    "status": [[], ["--json"]],
+    "bump": [["story"], ["audio", "-n", "3", "--json"]],
+    "drift": [[], ["--json", "--estimate", "-t", "5"]],
+    "sync": [["--dry-run"], ["--json"]],
+    "watch": [["--json", "--count", "1", "--timeout", "0.3"]],
+    "check": [[], ["--json"]],
+    "migrate up": [[], ["--json"], ["--dry-run"]],
+    "migrate down": [["--dry-run"], ["--dry-run", "--json"]],
+    "migrate status": [[], ["--json"]],
+    "migrate history": [[], ["--json"]],
+    "migrate sql": [[], ["down"]],
+    "db url": [[], ["--json"]],
+    "db start": [[]],
+    "db stop": [[]],
+    "db status": [["--json"]],
+}
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+    trace: str = ""  # a traceback that escaped run() (only --debug lets one out)
+
+    @property
+    def output(self) -> str:
+        return self.out + self.err + self.trace
+
+
+def commands() -> list[str]:
+    """genisss's commands as they are now, "migrate up" for subcommands."""
+    import typer
+
+    from genisss_cli.cli import app
+
+    group = typer.main.get_command(app)
+    names = []
+    for name, cmd in group.commands.items():
+        sub = getattr(cmd, "commands", None)
+        names += [f"{name} {s}" for s in sub] if sub else [name]
+    return names
+
+
+def run_cli(argv: list[str], *, env: dict | None = None, cwd: Path, data_dir: Path | None = None) -> Run:
+    """genisss.cli.run(argv) in this process, as from a clean shell in `cwd`."""
+    from genisss_cli import cli, config
+
+    config.SECRETS.clear()
+    config.CONNECT_TIMEOUT_OVERRIDE = None
+    cli._state.update(database_url=None, debug=False)
+    saved_env = dict(os.environ)
+    saved_cwd = os.getcwd()
+    for key in ("DATABASE_URL", "GENISSS_DATABASE_URL", "GENISSS_CONNECT_TIMEOUT"):
+        os.environ.pop(key, None)
+    os.environ["GENISSS_DATA_DIR"] = str(data_dir or cwd / "genisss-data")
+    os.environ.update(env or {})
+    out, err = io.StringIO(), io.StringIO()
+    trace = ""
+    code = -1
+    try:
+        os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = cli.run([str(a) for a in argv])
+            except BaseException as exc:  # only --debug re-raises; Python would print this
+                trace = "".join(traceback.format_exception(exc))
+                code = 1
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+        config.CONNECT_TIMEOUT_OVERRIDE = None
+    return Run(int(code), out.getvalue(), err.getvalue(), trace)
+
+
+def with_password(dsn: str, password: str, form: str = "url") -> str:
+    """The DSN with a password, as a URL (the password percent-encoded) or as key=value words."""
+    params = psycopg.conninfo.conninfo_to_dict(dsn)
+    params["password"] = password
+    if form != "url":
+        return psycopg.conninfo.make_conninfo(**params)
+    user = quote(params.pop("user", "") or "", safe="")
+    secret = quote(params.pop("password"), safe="")
+    host = params.pop("host", "") or ""
+    port = params.pop("port", "") or ""
+    dbname = quote(params.pop("dbname", "") or "", safe="")
+    query = dict(params)
+    netloc = ""
+    if host.startswith("/"):
+        query["host"] = host
+        if port:
+            query["port"] = port
+    else:
+        netloc = host + (f":{port}" if port else "")
+    q = "&".join(f"{k}={quote(str(v), safe='/')}" for k, v in query.items())
+    return f"postgresql://{user}:{secret}@{netloc}/{dbname}" + (f"?{q}" if q else "")
+
+
+# -- servers that misbehave -------------------------------------------------------------------
+
+
+class SilentServer:
+    """Accepts TCP connections on 127.0.0.1 and never answers a byte.
+
+    Stops itself after `lifetime` seconds at the latest, so a test that hangs
+    cannot leave it behind."""
+
+    def __init__(self, lifetime: float = 120.0):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        self._conns: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._deadline = time.monotonic() + lifetime
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def dsn(self, password: str = "pw") -> str:
+        return f"postgresql://u:{quote(password, safe='')}@127.0.0.1:{self.port}/db"
+
+    def _serve(self) -> None:
+        while not self._stop.is_set() and time.monotonic() < self._deadline:
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                break
+            self.accepted += 1
+            self._conns.append(conn)  # held open, never read, never answered
+        self._close()
+
+    def _close(self) -> None:
+        for conn in self._conns:
+            with contextlib.suppress(OSError):
+                conn.close()
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def cluster_pids(admin_dsn: str, pgdata: Path) -> list[int]:
+    """The postmaster and every process it forked (backends, checkpointer...)."""
+    postmaster = int((pgdata / "postmaster.pid").read_text().splitlines()[0])
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            if ppid == postmaster:
+                children.append(int(entry.name))
+    return [postmaster, *children]
+
+
+@contextlib.contextmanager
+def frozen(admin_dsn: str, pgdata: Path):
+    """SIGSTOP the whole cluster; SIGCONT it on the way out, whatever happens."""
+    pids = cluster_pids(admin_dsn, pgdata)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGSTOP)
+    try:
+        yield pids
+    finally:
+        # New backends forked just before the stop are children too.
+        for pid in set(pids) | set(cluster_pids(admin_dsn, pgdata)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
