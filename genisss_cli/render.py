@@ -552,15 +552,22 @@ class WatchJson:
         pass
 
     def _line(self, stories, audio, updated_at, received_at, latency_ms, resync: bool) -> None:
-        sys.stdout.write(json.dumps({
-            "total_stories": stories,
-            "total_audio_generations": audio,
-            "updated_at": _iso(updated_at),
-            "received_at": _utc(received_at),
-            "latency_ms": None if latency_ms is None else round(latency_ms, 3),
-            "resync": resync,
-        }) + "\n")
-        sys.stdout.flush()
+        try:
+            sys.stdout.write(json.dumps({
+                "total_stories": stories,
+                "total_audio_generations": audio,
+                "updated_at": _iso(updated_at),
+                "received_at": _utc(received_at),
+                "latency_ms": None if latency_ms is None else round(latency_ms, 3),
+                "resync": resync,
+            }) + "\n")
+            sys.stdout.flush()
+        except BrokenPipeError:
+            # The reader is gone (| head): no more output, and no complaint at exit.
+            import os
+
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise
 
     def event(self, ev) -> None:
         from genisss_cli import watch

@@ -40,6 +40,12 @@ ROW_SQL = (
     "SELECT total_stories, total_audio_generations, updated_at "
     "FROM public.global_stats WHERE id = 'singleton'"
 )
+# Without migration 033's trigger (a hand-pasted 033 may lack it) nothing is
+# ever sent: say so instead of showing a feed that never moves.
+TRIGGER_SQL = (
+    "SELECT tgenabled <> 'D' FROM pg_trigger "
+    "WHERE tgrelid = 'public.global_stats'::regclass AND tgname = 'global_stats_notify'"
+)
 HEARTBEAT_SQL = "SELECT 1"
 
 TICK = 0.2  # seconds between Idle events when nothing arrives
@@ -190,6 +196,12 @@ def _open(db, wall, last: Row | None, reconnect: bool):
     try:
         conn.execute(LISTEN_SQL)
         row = read_row(conn)
+        trigger = conn.execute(TRIGGER_SQL).fetchone()
+        if not trigger or not trigger[0]:
+            raise GenisssError(
+                Exit.NOT_MIGRATED,
+                "global_stats has no enabled NOTIFY trigger (global_stats_notify): no change would arrive",
+                "run: genisss migrate up")
         fetched_at = wall()
         # Notifications that arrived while the row was read sit in psycopg's
         # backlog. Those committed before the read are already in the row: the

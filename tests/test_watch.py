@@ -33,13 +33,14 @@ LIMIT = 60  # seconds: a safety net, never an expectation
 class Watch:
     """A background `genisss watch`, its stdout and stderr collected line by line."""
 
-    def __init__(self, proc: subprocess.Popen):
+    def __init__(self, proc: subprocess.Popen, read_stdout: bool = True):
         self.proc = proc
         self.out: list[str] = []
         self.err: list[str] = []
         self.cond = threading.Condition()
+        streams = ((proc.stdout, self.out), (proc.stderr, self.err))[0 if read_stdout else 1:]
         self.threads = [threading.Thread(target=self._pump, args=(s, lines), daemon=True)
-                        for s, lines in ((proc.stdout, self.out), (proc.stderr, self.err))]
+                        for s, lines in streams]
         for t in self.threads:
             t.start()
 
@@ -82,8 +83,8 @@ class Watch:
 
 @pytest.fixture
 def start_watch(popen_genisss):
-    def start(*args, dsn: str | None = None, env: dict | None = None) -> Watch:
-        return Watch(popen_genisss("watch", *args, dsn=dsn, env=env))
+    def start(*args, dsn: str | None = None, env: dict | None = None, read_stdout=True) -> Watch:
+        return Watch(popen_genisss("watch", *args, dsn=dsn, env=env), read_stdout)
 
     return start
 
@@ -197,6 +198,32 @@ def test_survives_a_restart_of_the_embedded_server(tmp_path, genisss, start_watc
         embedded.stop(base)
 
 
+def _states(dsn: str, heartbeat: float, seconds: float) -> list[str]:
+    """Run the LISTEN loop in-process for a while, doing nothing; the states it reported."""
+    from genisss_cli import db
+
+    stream = watch.events(db.Database(dsn, "test", False), tick=0.05, heartbeat=heartbeat)
+    states = []
+    end = time.monotonic() + seconds
+    try:
+        for ev in stream:
+            if isinstance(ev, watch.ConnectionState):
+                states.append(ev.state)
+            if time.monotonic() > end:
+                break
+    finally:
+        stream.close()
+    return states
+
+
+def test_heartbeat_keeps_an_idle_session_timeout_away(migrated_db):
+    """A server (or pooler) that ends idle sessions: without the heartbeat the
+    session is ended and watch reconnects; with it, the session stays."""
+    dsn = psycopg.conninfo.make_conninfo(migrated_db.dsn, options="-c idle_session_timeout=1000")
+    assert "reconnecting" in _states(dsn, heartbeat=0, seconds=2.5)
+    assert _states(dsn, heartbeat=0.1, seconds=2.5) == ["connected"]
+
+
 # -- ending -------------------------------------------------------------------------------
 
 
@@ -211,6 +238,20 @@ def test_timeout_exits_on_silence(migrated_db, genisss):
     assert r.code == 8
     assert "changes seen" in r.out
     assert r.err.strip() == "genisss: error: saw 0 of 1 changes before 0.3 s of silence"
+
+
+def test_a_closed_stdout_ends_it_quietly(migrated_db, start_watch):
+    """genisss watch --json | head -n 1"""
+    w = start_watch("--json", dsn=migrated_db.dsn, read_stdout=False)
+    w.wait_ready()
+    with migrated_db.connect() as conn:
+        bump(conn)
+        assert json.loads(w.proc.stdout.readline())["total_stories"] == 1
+        w.proc.stdout.close()
+        bump(conn)
+        assert w.finish() == 0
+    assert w.summary()["reason"] == "output closed"
+    assert not any("Traceback" in line or "Exception" in line for line in w.err), w.err
 
 
 def test_transaction_pooler_is_refused_in_one_line(genisss):
@@ -234,6 +275,15 @@ def test_unmigrated_database_exits_5(fresh_db, genisss):
     assert r.out == ""
     lines = r.err.strip().splitlines()
     assert len(lines) == 1 and "migration 033 is not applied" in lines[0]
+
+
+def test_missing_notify_trigger_exits_5(migrated_db, genisss):
+    """A 033 pasted by hand without the trigger: no change would ever arrive."""
+    migrated_db.execute("DROP TRIGGER global_stats_notify ON global_stats")
+    r = genisss("watch", "--json", dsn=migrated_db.dsn)
+    assert r.code == 5
+    lines = r.err.strip().splitlines()
+    assert len(lines) == 1 and "NOTIFY trigger" in lines[0] and "genisss migrate up" in lines[0]
 
 
 # -- the live view, in a real terminal ---------------------------------------------------
