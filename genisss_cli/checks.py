@@ -686,7 +686,9 @@ def run(database, options: Options | None = None) -> list[CheckResult]:
     from genisss_cli import db as dbmod
 
     options = options or Options()
-    with dbmod.connect(database) as conn:
+    # --live needs sessions (LISTEN, a temporary slot): refused through a transaction
+    # pooler, like `genisss watch`. Without it, the connection row says what is wrong.
+    with dbmod.connect(database, session=options.live) as conn:
         ctx = Context(conn, database, options)
         load_facts(ctx)
         results: list[CheckResult] = []
@@ -695,7 +697,13 @@ def run(database, options: Options | None = None) -> list[CheckResult]:
         if options.live:
             from genisss_cli import live
 
-            results.extend(live.run(ctx))
+            try:
+                results.extend(live.run(ctx))
+            except Exception as exc:
+                why = f"could not run: {reason(exc)}"
+                results.extend(CheckResult(row, "warn", why) for row in (live.LISTEN_ROW, live.SLOT_ROW))
+            finally:
+                _reset(conn)
     return results
 
 

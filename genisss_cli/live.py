@@ -34,21 +34,14 @@ def run(ctx: Context) -> list[CheckResult]:
     if pre["blocked"]:
         status, why = pre["blocked"]
         return [CheckResult(LISTEN_ROW, status, why), CheckResult(SLOT_ROW, status, why)]
-    pooler = "port 6543 is a transaction pooler (see connection)" if db.transaction_pooler else None
-    listen_skip = pooler and f"{pooler}: LISTEN cannot work through it"
-    slot_skip = pooler and f"{pooler}: a temporary slot needs a session" or pre["slot_skip"]
+    slot_skip = pre["slot_skip"]
     results: dict[str, CheckResult] = {}
-    if listen_skip:
-        results[LISTEN_ROW] = CheckResult(LISTEN_ROW, "skipped", listen_skip)
     if slot_skip:
         results[SLOT_ROW] = CheckResult(SLOT_ROW, "skipped", slot_skip)
-    if listen_skip and slot_skip:
-        return [results[LISTEN_ROW], results[SLOT_ROW]]
 
     listener = slot = None
     try:
-        if not listen_skip:
-            listener = Listener(db, conn.info.backend_pid)
+        listener = Listener(db, conn.info.backend_pid)
         if not slot_skip:
             try:
                 slot = Slot(db, opts.publication)
@@ -57,14 +50,12 @@ def run(ctx: Context) -> list[CheckResult]:
                     SLOT_ROW, "warn", f"could not create a temporary replication slot: {reason(exc)}")
         if _pause():
             time.sleep(_pause())  # test hook: the slot exists, nothing has changed yet
-        if listener:
-            listener.start()
+        listener.start()
         xid, commit_lsn, t0 = _touch(conn)
         deadline = t0 + opts.live_timeout
         if slot:
             results[SLOT_ROW] = _observe_slot(slot, xid, commit_lsn, t0, deadline, opts)
-        if listener:
-            results[LISTEN_ROW] = _observe_listener(listener, t0, deadline, opts)
+        results[LISTEN_ROW] = _observe_listener(listener, t0, deadline, opts)
     finally:
         if listener:
             listener.close()
@@ -78,10 +69,10 @@ def _preconditions(ctx: Context) -> dict:
     conn = ctx.conn
     out = {"blocked": None, "slot_skip": None}
     with conn.transaction():
-        has_row = ctx.table_oid and conn.execute(
+        has_column = ctx.table_oid and conn.execute(
             "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = %s AND attname = 'updated_at')",
             [ctx.table_oid]).fetchone()[0]
-        if not has_row:
+        if not has_column:
             out["blocked"] = ("skipped", "public.global_stats (with updated_at) does not exist (see table)")
             return out
         may_update, user, can_slot, wal_level, pub = conn.execute("""

@@ -2,11 +2,14 @@
 shape; each thing broken in turn fails its own row, and the fix it prints
 repairs it; --live sees both paths and never leaves a replication slot."""
 
+import dataclasses
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -73,6 +76,10 @@ def wait_for(predicate, seconds: float = 30) -> bool:
     return predicate()
 
 
+def as_dicts(rows) -> dict:
+    return {name: dataclasses.asdict(row) for name, row in rows.items()}
+
+
 def in_process(testdb, **options):
     results = checks.run(dbmod.Database(testdb.dsn, "test", False), checks.Options(**options))
     return {r.name: r for r in results}
@@ -119,6 +126,16 @@ def test_table_output_for_people(supabase_migrated_db, genisss):
         assert word in r.out
     assert "REVOKE EXECUTE ON FUNCTION public.increment_story_counter() FROM anon" in " ".join(
         r.out.split())
+
+
+def test_check_imports_neither_alembic_nor_sqlalchemy(supabase_migrated_db, tmp_path):
+    script = ("import sys; from genisss_cli import cli; code = cli.run(['check', '--json']); "
+              "sys.stderr.write(repr(sorted({m.split('.')[0] for m in sys.modules} "
+              "& {'alembic', 'sqlalchemy'})))")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          env=clean_env(tmp_path, DATABASE_URL=supabase_migrated_db.dsn))
+    assert json.loads(proc.stdout)["checks"]
+    assert proc.stderr == "[]"
 
 
 # -- break each thing in turn --------------------------------------------------------------
@@ -175,7 +192,7 @@ def test_break_fails_its_row_and_the_fix_repairs_it(what, supabase_migrated_db, 
     assert {r["status"] for r in rows.values()} <= {"pass", "fail", "skipped"}
 
     apply_fix(db, broken["fix"], tmp_path)
-    code, rows = check(genisss, db)
+    rows = as_dicts(in_process(db))  # in process: quicker, the same rows
     assert failing(rows) == baseline, rows
     assert rows[row]["status"] == "pass"
     assert rows["drift"]["status"] == "pass"  # no fix moved the counter
@@ -272,6 +289,85 @@ def test_a_check_that_cannot_run_is_a_warning_that_says_why(supabase_migrated_db
         db.server.drop_db(db.name)
         with db.server.admin() as conn:
             conn.execute(f'DROP ROLE IF EXISTS "{role}"')
+
+
+class PoolerPort:
+    """127.0.0.1:6543, the port of Supabase's transaction pooler, forwarding to
+    the test server: the port is what tells genisss it is a pooler."""
+
+    def __init__(self, server):
+        params = psycopg.conninfo.conninfo_to_dict(server.admin_dsn)
+        host, port = params.get("host") or "127.0.0.1", int(params.get("port") or 5432)
+        self.target = (socket.AF_UNIX, f"{host}/.s.PGSQL.{port}") if host.startswith("/") else \
+            (socket.AF_INET, (host, port))
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            self.listener.bind(("127.0.0.1", int(dbmod.TRANSACTION_POOLER_PORT)))
+        except OSError as exc:
+            self.listener.close()
+            pytest.skip(f"port 6543 is taken: {exc}")
+        self.listener.listen()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.socket(self.target[0])
+            upstream.connect(self.target[1])
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src, dst):
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self):
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() above
+        except OSError:
+            pass
+        self.listener.close()
+
+
+def test_transaction_pooler_fails_the_connection_row_and_refuses_live(supabase_migrated_db, genisss):
+    db = supabase_migrated_db
+    proxy = PoolerPort(db.server)
+    try:
+        user = psycopg.conninfo.conninfo_to_dict(db.dsn).get("user") or "postgres"
+        dsn = f"postgresql://{user}@127.0.0.1:6543/{db.name}"
+        code, rows = check(genisss, db, dsn=dsn)
+        assert code == 1
+        assert failing(rows) == {"connection"} | expected_failures(db.server)
+        assert "transaction pooler" in rows["connection"]["detail"]
+        assert rows["connection"]["fix"].startswith("use port 5432")
+        r = genisss("check", "--live", dsn=dsn)
+        assert r.code == 7 and r.out == ""
+        assert len(r.err.strip().splitlines()) == 1 and "port 5432" in r.err
+    finally:
+        proxy.close()
+
+
+def test_live_without_the_row_is_a_warning(supabase_migrated_db, genisss):
+    db = supabase_migrated_db
+    db.execute("DELETE FROM global_stats")
+    _, rows = check(genisss, db, "--live")
+    for name in ("live: LISTEN", "live: publication"):
+        assert rows[name]["status"] == "warn" and "changed 0 rows" in rows[name]["detail"], rows[name]
+    assert slots(db) == []
 
 
 # -- --live --------------------------------------------------------------------------------
