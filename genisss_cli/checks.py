@@ -341,7 +341,10 @@ def privileges_check(role: str | None) -> Callable[[Context], CheckResult]:
                 owner, member = _one(conn, f"SELECT {owner_col}::regrole::text, "
                                      f"pg_has_role(%s::oid, {owner_col}, 'USAGE') FROM {catalog} "
                                      "WHERE oid = %s", [role_oid, oid])
-                if member:
+                if member and owner == ctx.ident(role):
+                    kind = "TABLE" if catalog == "pg_class" else "FUNCTION"
+                    f.fail(f"{role} owns {what}", f"ALTER {kind} {what} OWNER TO CURRENT_USER")
+                elif member:
                     f.fail(f"{role} is a member of {owner}, which owns {what}",
                            f"REVOKE {owner} FROM {ctx.ident(role)}")
         if ctx.table_oid:

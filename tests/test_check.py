@@ -152,6 +152,7 @@ BREAKS = {
                                  "privileges: anon"),
     "authenticated may truncate": ("GRANT TRUNCATE ON global_stats TO authenticated",
                                    "privileges: authenticated"),
+    "anon owns a function": ("ALTER FUNCTION increment_story_counter() OWNER TO anon", "privileges: anon"),
     "grant EXECUTE to PUBLIC": ("GRANT EXECUTE ON FUNCTION sync_story_counter() TO PUBLIC",
                                 "privileges: PUBLIC"),
     "service_role cannot execute": ("REVOKE EXECUTE ON FUNCTION increment_audio_counter() "
