@@ -590,7 +590,6 @@ class WatchJson:
         elif isinstance(ev, watch.ConnectionState) and ev.state == "reconnecting":
             warn(f"reconnecting in {ev.retry_in or 0:.1f} s (attempt {ev.attempt}): "
                  f"{ev.error or 'connection lost'}")
-        sys.stderr.flush()
 
 
 _STOP_REASONS = {
