@@ -102,6 +102,8 @@ def migrate_up(
     db = database()
     if dry_run:
         st = migrate.status(db)
+        if not st.pending:
+            migrate.check_target(target)  # "nothing to apply" only for a real revision
         text = migrate.sql("up", st.current, target, lock_timeout) if st.pending else ""
         if as_json:
             render.emit_json({"database": st.database, "current": st.current, "pending": st.pending,
@@ -486,8 +488,25 @@ def main(argv: list[str] | None = None) -> None:
 
 def run(argv: list[str] | None = None) -> int:
     """Run the app and return the exit code; every failure becomes one line."""
+    import signal
+
+    interrupted = []
+
+    def on_sigint(signum, frame):
+        # Typer turns KeyboardInterrupt into a silent exit 130; remember it was
+        # ours so the user is told. bump and watch install their own handler.
+        interrupted.append(True)
+        raise KeyboardInterrupt
+
     try:
+        previous = signal.signal(signal.SIGINT, on_sigint)
+    except ValueError:  # not the main thread (an embedding program's)
+        previous = None
+    try:
+        _check_utf8(sys.argv[1:] if argv is None else argv)
         code = app(args=argv, prog_name="genisss", standalone_mode=False)
+        if interrupted and code == Exit.INTERRUPTED:
+            sys.stderr.write("genisss: interrupted\n")
     except typer.TyperException as exc:  # usage errors (typer's vendored click)
         _show_usage_error(exc)
         return exc.exit_code
@@ -504,7 +523,21 @@ def run(argv: list[str] | None = None) -> int:
             translated = GenisssError(Exit.DATABASE, f"unexpected {exc.__class__.__name__}: {exc}",
                                       "rerun with --debug for the traceback")
         return _fail(translated)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
     return int(code or 0)
+
+
+def _check_utf8(argv: list[str]) -> None:
+    # Bytes that are not UTF-8 arrive as lone surrogates, which no SQL
+    # parameter, name or output can carry: say so before anything runs.
+    for i, arg in enumerate(argv, 1):
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            raise GenisssError(Exit.USAGE, f"argument {i} is not valid UTF-8",
+                               "check the terminal's encoding") from None
 
 
 def _fail(exc: GenisssError) -> int:
