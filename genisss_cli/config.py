@@ -57,7 +57,7 @@ def read_dotenv(path: Path) -> dict[str, str]:
     """KEY=VALUE lines, `export` and quotes allowed; anything else is an error,
     because a half-read .env could silently send genisss to the wrong server."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # an editor's BOM is not part of the first key
     except (OSError, UnicodeDecodeError) as exc:
         raise GenisssError(Exit.CONFIG, f"cannot read {path}: {exc.__class__.__name__}") from None
     values: dict[str, str] = {}

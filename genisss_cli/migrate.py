@@ -136,13 +136,31 @@ def _run(database: dbmod.Database, verb: str, target: str, lock_timeout: float) 
         cfg.attributes.update(connection=conn, lock_timeout=lock_timeout, steps=steps)
         try:
             getattr(command, verb)(cfg, target)
-        except CommandError as exc:
-            raise GenisssError(Exit.USAGE, f"alembic: {exc}", "see: genisss migrate history") from None
+        except (CommandError, AssertionError) as exc:  # Alembic asserts on "", "@", "head+1"
+            raise _unknown(target, exc) from None
         except Exception as exc:
             raise _migration_error(exc) from None
         after = _current(conn)
     before = (steps[0][0] or (None,))[0] if steps else after
     return MigrateResult(database.where, before, after, [s[2] for s in steps], list(notices))
+
+
+def _unknown(target: str, exc: Exception) -> GenisssError:
+    return GenisssError(Exit.USAGE, f"alembic: {str(exc) or f'cannot resolve revision {target!r}'}",
+                        "see: genisss migrate history")
+
+
+def check_target(target: str) -> None:
+    """Raise the usage error `migrate up` would, for a target that names no revision."""
+    from alembic.script import ScriptDirectory
+    from alembic.util import CommandError
+
+    try:
+        if target.strip().startswith("-"):
+            raise CommandError(f"{target} is a step down (see: genisss migrate down)")
+        ScriptDirectory.from_config(alembic_config()).get_revisions(target)
+    except (CommandError, AssertionError, ValueError) as exc:
+        raise _unknown(target, exc) from None
 
 
 def _current(conn) -> str | None:
@@ -224,8 +242,8 @@ def sql(direction: str, start: str | None = None, end: str | None = None,
         rng = f"{start or revisions.HEAD}:{end or 'base'}"
     try:
         getattr(command, "upgrade" if direction == "up" else "downgrade")(cfg, rng, sql=True)
-    except CommandError as exc:
-        raise GenisssError(Exit.USAGE, f"alembic: {exc}", "see: genisss migrate history") from None
+    except (CommandError, AssertionError, ValueError) as exc:  # ValueError: "a:b:c"
+        raise _unknown(rng, exc) from None
     return buf.getvalue()
 
 
@@ -275,11 +293,15 @@ def plan_downgrade(database, target: str = "-1") -> DowngradePlan:
             elif target.startswith("-"):
                 revs = list(script.iterate_revisions(current, "base")) if current else []
                 steps = int(target[1:])
+                if steps > len(revs):  # as Alembic itself refuses it
+                    raise ValueError(f"relative revision {target} goes below base")
                 dest = revs[steps].revision if steps < len(revs) else None
             else:
                 dest = script.get_revision(target).revision
-        except (CommandError, ValueError) as exc:
-            raise GenisssError(Exit.USAGE, f"unknown target revision {target!r}: {exc}") from None
+        except (CommandError, ValueError, AssertionError) as exc:
+            raise GenisssError(Exit.USAGE,
+                               f"unknown target revision {target!r}: {str(exc) or 'not a revision'}",
+                               "see: genisss migrate history") from None
         reverts = _between(current, dest) if current else []
         counters = None
         if revisions.HEAD in reverts and conn.execute(

@@ -13,6 +13,7 @@ import io
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 import traceback
@@ -88,8 +89,10 @@ def run_cli(argv: list[str], *, env: dict | None = None, cwd: Path, data_dir: Pa
     out, err = io.StringIO(), io.StringIO()
     trace = ""
     code = -1
+    saved_stdin = sys.stdin
     try:
         os.chdir(cwd)
+        sys.stdin = io.StringIO("")  # no terminal: nothing may wait for an answer
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
                 code = cli.run([str(a) for a in argv])
@@ -97,6 +100,7 @@ def run_cli(argv: list[str], *, env: dict | None = None, cwd: Path, data_dir: Pa
                 trace = "".join(traceback.format_exception(exc))
                 code = 1
     finally:
+        sys.stdin = saved_stdin
         os.chdir(saved_cwd)
         os.environ.clear()
         os.environ.update(saved_env)
