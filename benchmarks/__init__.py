@@ -1,0 +1,1 @@
+"""The genisss benchmark suite: `python -m benchmarks.run [--quick]` (docs/performance.md)."""

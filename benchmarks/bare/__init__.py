@@ -1,0 +1,1 @@
+"""Baseline programs: what a user could write with psycopg alone. Run as scripts, never imported."""

@@ -1,0 +1,24 @@
+"""Baseline for `genisss watch --json`: the barest psycopg LISTEN loop.
+
+Prints one JSON line per notification on channel global_stats with the same
+latency as watch reports: receipt time minus the payload's sent_at (the
+trigger's clock_timestamp(), on the same host).
+
+usage: python listen.py DSN
+"""
+
+import json
+import sys
+import time
+
+import psycopg
+
+conn = psycopg.connect(sys.argv[1], autocommit=True)
+conn.execute("LISTEN global_stats")
+out = sys.stdout
+for note in conn.notifies():
+    received = time.time()
+    payload = json.loads(note.payload)
+    out.write(json.dumps({"total_stories": payload["total_stories"],
+                          "latency_ms": (received - payload["sent_at"]) * 1000.0}) + "\n")
+    out.flush()
