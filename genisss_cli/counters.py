@@ -240,6 +240,10 @@ class _Prepared:
         pgconn = self._pgconn
         pgconn.send_query_prepared(self.name, None)
         try:
+            # psycopg's connections are non-blocking: the query may still sit in
+            # libpq's buffer (not with a socket this idle, but then we would wait forever).
+            while pgconn.flush():
+                select.select([], [pgconn.socket], [])
             while pgconn.is_busy():
                 select.select([pgconn.socket], [], [])
                 pgconn.consume_input()

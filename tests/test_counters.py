@@ -353,3 +353,27 @@ def test_sync_while_workers_bump_loses_nothing(migrated_db, genisss, popen_genis
     r = genisss("drift", "--json", dsn=migrated_db.dsn)
     assert r.code == 0, r.output
     assert json.loads(r.out)["counters"][0]["drift"] == 0
+
+
+def test_second_ctrl_c_cancels_a_bump_stuck_on_a_lock(migrated_db, popen_genisss):
+    proc = popen_genisss("bump", "story", "--count", str(counters.MAX_BUMPS), "--json",
+                         dsn=migrated_db.dsn)
+    with migrated_db.connect(autocommit=False) as locker:
+        deadline = time.monotonic() + 60
+        while counter(migrated_db) < 20:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+            time.sleep(0.02)
+        locker.execute("SELECT 1 FROM global_stats FOR UPDATE")  # the next bump waits
+        held = counter(migrated_db)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)  # waits for the bump in flight, which waits for the lock
+        time.sleep(0.3)
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGINT)  # cancels it
+        out, err = proc.communicate(timeout=60)
+        locker.rollback()
+    assert proc.returncode == 130, err
+    doc = json.loads(out)
+    assert doc["interrupted"] is True and doc["in_flight_unknown"] is True
+    assert counter(migrated_db) == held == doc["bumped"]  # the cancelled one did not count
+    assert "may or may not have counted" in err and one_line(err)
