@@ -16,6 +16,10 @@ from genisss_cli.errors import Exit, GenisssError
 ENV_KEYS = ("GENISSS_DATABASE_URL", "DATABASE_URL")
 DEFAULT_CONNECT_TIMEOUT = 10.0
 CONNECT_TIMEOUT_OVERRIDE: float | None = None  # --connect-timeout
+# How long a query may go without an answer before genisss gives up on the
+# server (frozen, paused, or cut off without a reset): longer than any lock
+# timeout a command takes (at most 600 s) and than a COUNT(*) of a big table.
+DEFAULT_QUERY_TIMEOUT = 900.0
 
 # Every password genisss has seen this run. render masks each of them in
 # anything it prints, as a last line of defence behind display_dsn().
@@ -165,4 +169,19 @@ def connect_timeout(env=None) -> float:
         value = -1
     if not 0 < value <= 3600:
         raise GenisssError(Exit.CONFIG, "GENISSS_CONNECT_TIMEOUT must be seconds between 0 and 3600")
+    return value
+
+
+def query_timeout(env=None) -> float:
+    """GENISSS_QUERY_TIMEOUT: seconds a query may wait for the server's answer (db.connect)."""
+    env = os.environ if env is None else env
+    raw = env.get("GENISSS_QUERY_TIMEOUT", "").strip()
+    if not raw:
+        return DEFAULT_QUERY_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1
+    if not 0 < value <= 86400:
+        raise GenisssError(Exit.CONFIG, "GENISSS_QUERY_TIMEOUT must be seconds between 0 and 86400")
     return value

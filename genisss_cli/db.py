@@ -80,10 +80,53 @@ def connect(db: Database, *, session: bool = False, autocommit: bool = True, tim
     }
     if db.transaction_pooler:
         kwargs["prepare_threshold"] = None  # no server-side prepared statements there
+    answer_timeout = config.query_timeout()
     try:
-        return psycopg.connect(db.dsn, **kwargs)
+        conn = _connection_class().connect(db.dsn, **kwargs)
     except psycopg.Error as exc:
         raise connect_error(db, exc) from None
+    conn.answer_timeout = answer_timeout
+    return conn
+
+
+_CONNECTION_CLASS = None
+
+
+def _connection_class():
+    """psycopg.Connection whose every wait for the server is bounded.
+
+    connect_timeout bounds only the connection. A server that then stops
+    answering (SIGSTOPped, a paused VM, a network cut without a reset: TCP
+    keepalives do not help on a Unix socket, nor with a live kernel in front
+    of a frozen process) would leave a query waiting for ever. Every wait
+    without a deadline of its own (notifies() passes one) gets
+    `answer_timeout` seconds; past it the connection is closed and the
+    command fails like a lost connection (exit 4). Set per connection, e.g.
+    shorter for a heartbeat."""
+    global _CONNECTION_CLASS
+    if _CONNECTION_CLASS is not None:
+        return _CONNECTION_CLASS
+    import psycopg
+    from psycopg import errors as e
+
+    wait_timeout = getattr(e, "_WaitTimeout", None)
+
+    class Connection(psycopg.Connection):
+        answer_timeout: float | None = None
+
+        def wait(self, gen, interval=0.1, timeout=None):
+            if timeout is not None or not self.answer_timeout or wait_timeout is None:
+                return super().wait(gen, interval=interval, timeout=timeout)
+            try:
+                return super().wait(gen, interval=interval, timeout=self.answer_timeout)
+            except wait_timeout:
+                self.pgconn.finish()  # its state is unknown: never reuse it
+                raise psycopg.OperationalError(
+                    f"no answer from the server within {self.answer_timeout:g} s "
+                    "(GENISSS_QUERY_TIMEOUT)") from None
+
+    _CONNECTION_CLASS = Connection
+    return Connection
 
 
 def connect_error(db: Database, exc: Exception) -> GenisssError:

@@ -217,3 +217,96 @@ def frozen(admin_dsn: str, pgdata: Path):
         for pid in set(pids) | set(cluster_pids(admin_dsn, pgdata)):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
+
+
+# -- a cluster of one's own, to stop, freeze and restart ----------------------------------------
+
+
+class Cluster:
+    """A throwaway embedded PostgreSQL that a test may stop at any moment
+    (never the shared session servers, never the system server)."""
+
+    def __init__(self, base: Path):
+        self.base = base
+        self.start()
+
+    def start(self) -> None:
+        from genisss_cli import embedded
+
+        self.admin_dsn = embedded.start(self.base).dsn
+
+    @property
+    def pgdata(self) -> Path:
+        from genisss_cli import embedded
+
+        return embedded.pgdata(self.base)
+
+    def postmaster(self) -> int | None:
+        try:
+            return int((self.pgdata / "postmaster.pid").read_text().splitlines()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def crash(self) -> None:
+        """`pg_ctl stop -m immediate`: SIGQUIT to the postmaster, no checkpoint,
+        every session cut; the next start runs crash recovery."""
+        pid = self.postmaster()
+        if pid is None:
+            return
+        os.kill(pid, signal.SIGQUIT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
+        raise RuntimeError("the postmaster did not stop after SIGQUIT")
+
+    def restart(self) -> None:
+        self.crash()
+        self.start()
+
+    def frozen(self):
+        return frozen(self.admin_dsn, self.pgdata)
+
+    def dsn(self, dbname: str) -> str:
+        return psycopg.conninfo.make_conninfo(self.admin_dsn, dbname=dbname)
+
+    def create_db(self, name: str) -> str:
+        with psycopg.connect(self.admin_dsn, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.dsn(name)
+
+    def close(self) -> None:
+        import shutil
+
+        from genisss_cli import embedded
+
+        try:
+            embedded.stop(self.base)
+        except Exception:
+            self.crash()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05, what: str = "a condition"):
+    """Poll until predicate() is truthy; its value. (A guard against hanging, not a timed assertion.)"""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = predicate()
+        except psycopg.OperationalError:
+            value = None
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(interval)
+
+
+def waiting_on_lock(dsn: str, application_name: str = "genisss") -> bool:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return conn.execute("SELECT count(*) > 0 FROM pg_stat_activity WHERE application_name = %s "
+                            "AND wait_event_type = 'Lock'", [application_name]).fetchone()[0]

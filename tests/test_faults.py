@@ -1,0 +1,302 @@
+"""Nothing hangs and nothing is half done: a server that never answers, a
+frozen server, and a server stopped (pg_ctl stop -m immediate) in the middle
+of migrate up, sync, bump and watch.
+
+Every test that stops or freezes a server uses its own throwaway embedded
+cluster (reliability.Cluster), never the shared ones.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import uuid
+
+import psycopg
+import pytest
+from conftest import migrate_up
+from reliability import COMMAND_ARGS, Cluster, SilentServer, wait_for, waiting_on_lock
+
+from genisss_cli import migrate, revisions
+
+SECRET = "Fault-Pa55word"
+GUARD = 60  # seconds: a command still running after this is hung (a guard, not a timing)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    c = Cluster(tmp_path_factory.mktemp("faults"))
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def db(cluster):
+    """A fresh, migrated database on the throwaway cluster: its DSN."""
+    dsn = cluster.create_db(f"f_{uuid.uuid4().hex[:10]}")
+    migrate_up(dsn)
+    return dsn
+
+
+def q(dsn: str, query: str, params=None):
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        cur = conn.execute(query, params)
+        return cur.fetchone() if cur.description else None
+
+
+def finish(proc, timeout: float = GUARD):
+    """(code, out, err) of a background genisss; fails the test if it hangs."""
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except Exception:
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"genisss {proc.args[3:]} still running after {timeout} s: {err[-500:]}")
+    return proc.returncode, out, err
+
+
+def one_line(err: str) -> str:
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("genisss: error: "), err
+    assert "Traceback" not in err and SECRET not in err
+    return lines[0]
+
+
+# -- servers that do not answer --------------------------------------------------------------------
+
+
+def test_a_server_that_never_answers(popen_genisss):
+    """Accepts the connection, then silence: every command gives up after the
+    connect timeout (the option, or GENISSS_CONNECT_TIMEOUT) with exit 4."""
+    with SilentServer() as silent:
+        procs = {}
+        for i, (name, args) in enumerate((n, a[0]) for n, a in COMMAND_ARGS.items()):
+            if i % 2:
+                procs[name] = popen_genisss("--connect-timeout", "1", *name.split(), *args,
+                                            dsn=silent.dsn(SECRET))
+            else:
+                procs[name] = popen_genisss(*name.split(), *args, dsn=silent.dsn(SECRET),
+                                            env={"GENISSS_CONNECT_TIMEOUT": "1"})
+        results = {name: finish(p) for name, p in procs.items()}
+        assert silent.accepted >= 9
+    for name, (code, out, err) in results.items():
+        if name in ("migrate sql", "db url"):  # they need no server
+            assert code == 0 and SECRET not in out + err, (name, err)
+        elif name.startswith("db "):  # embedded-only commands refuse a --database-url
+            assert code == 2, (name, err)
+        else:
+            assert code == 4, (name, code, err)
+            assert "within the connect timeout" in one_line(err), (name, err)
+
+
+def test_a_frozen_server_before_the_command(cluster, db, popen_genisss):
+    """SIGSTOP on the postmaster and every backend: the kernel still accepts the
+    connection on the socket, nobody answers; each command gives up (exit 4)."""
+    commands = [n for n in COMMAND_ARGS if not n.startswith("db ") and n != "migrate sql"]
+    with cluster.frozen():
+        procs = {n: popen_genisss("--connect-timeout", "1", *n.split(), *COMMAND_ARGS[n][0], dsn=db)
+                 for n in commands}
+        results = {n: finish(p) for n, p in procs.items()}
+    for name, (code, _out, err) in results.items():
+        assert code == 4 and "within the connect timeout" in one_line(err), (name, code, err)
+    assert q(db, "SELECT total_stories FROM global_stats") == (0,)  # and it answers again
+
+
+def _hold_row_lock(dsn: str):
+    """A worker transaction that incremented and has not committed: it holds
+    the counter's row lock."""
+    holder = psycopg.connect(dsn)
+    holder.execute("SELECT increment_story_counter()")
+    return holder
+
+
+def test_a_server_that_freezes_in_the_middle_of_a_command(cluster, db, popen_genisss):
+    """A command already waiting on the server when it freezes gives up after
+    GENISSS_QUERY_TIMEOUT (exit 4), instead of waiting for ever."""
+    holder = _hold_row_lock(db)
+    lock = psycopg.connect(db, autocommit=True)
+    lock.execute("SELECT pg_advisory_lock(%s)", [migrate.LOCK_KEY])
+    try:
+        env = {"GENISSS_QUERY_TIMEOUT": "2"}
+        sync = popen_genisss("sync", dsn=db, env=env)  # waits for the row lock
+        up = popen_genisss("migrate", "up", "--lock-timeout", "120", dsn=db, env=env)  # the advisory lock
+        wait_for(lambda: q(db, "SELECT count(*) = 2 FROM pg_stat_activity WHERE application_name = "
+                               "'genisss' AND wait_event_type = 'Lock'")[0], what="both waiting")
+        with cluster.frozen():
+            results = {"sync": finish(sync), "migrate up": finish(up)}
+    finally:
+        lock.close()
+        holder.rollback()
+        holder.close()
+    for name, (code, _out, err) in results.items():
+        assert code == 4, (name, err)
+        assert "no answer from the server within 2 s" in one_line(err), (name, err)
+    assert q(db, "SELECT total_stories FROM global_stats") == (0,)
+
+
+# -- a server stopped in the middle ----------------------------------------------------------------
+
+
+def assert_consistent(dsn: str) -> str | None:
+    """alembic_version and 033's objects agree; the revision."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        version = revisions.current(conn)
+        objects = conn.execute("""
+            SELECT (to_regclass('public.global_stats') IS NOT NULL)::int
+                 + (SELECT count(*) FROM pg_proc WHERE pronamespace = 'public'::regnamespace AND proname IN
+                    ('increment_story_counter', 'increment_audio_counter', 'sync_story_counter',
+                     'global_stats_notify'))
+                 + (SELECT count(*) FROM pg_trigger WHERE tgname = 'global_stats_notify')""").fetchone()[0]
+    assert objects == (6 if version == revisions.HEAD else 0), (version, objects)
+    return version
+
+
+def test_server_stops_in_the_middle_of_migrate_up(cluster, popen_genisss, genisss):
+    """The migration has created global_stats (in its transaction) and waits
+    for user_stories: the server stops. After the restart the database holds
+    none of it, and a rerun applies all of it."""
+    dsn = cluster.create_db(f"f_{uuid.uuid4().hex[:10]}")
+    q(dsn, "CREATE TABLE public.user_stories (id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, "
+           "title text)")
+    q(dsn, "INSERT INTO public.user_stories (title) SELECT 'story' FROM generate_series(1, 1323)")
+    blocker = psycopg.connect(dsn)
+    blocker.execute("LOCK TABLE public.user_stories IN ACCESS EXCLUSIVE MODE")
+    up = popen_genisss("migrate", "up", "--lock-timeout", "120", dsn=dsn)
+    wait_for(lambda: waiting_on_lock(dsn), what="migrate up to wait for user_stories")
+    # It got that far: global_stats exists in its (uncommitted) transaction.
+    cluster.crash()
+    code, _out, err = finish(up)
+    blocker.close()
+    assert code == 4 and "connection" in one_line(err), err
+    cluster.start()
+    assert assert_consistent(dsn) is None
+    assert q(dsn, "SELECT to_regclass('public.alembic_version')") == (None,)
+    assert q(dsn, "SELECT count(*) FROM public.user_stories") == (1323,)
+    r = genisss("migrate", "up", dsn=dsn)
+    assert r.code == 0, r.err
+    assert assert_consistent(dsn) == revisions.HEAD
+    assert q(dsn, "SELECT total_stories FROM global_stats") == (1323,)
+
+
+def test_server_stops_in_the_middle_of_sync(cluster, db, popen_genisss, genisss):
+    """sync_story_counter() holds the counter's row and counts user_stories
+    (kept waiting by a lock): the server stops. After the restart the counter
+    is as it was, and a rerun syncs it."""
+    q(db, "INSERT INTO public.user_stories (title) SELECT 'story' FROM generate_series(1, 50)")
+    q(db, "UPDATE global_stats SET total_stories = 7")
+    blocker = psycopg.connect(db)
+    blocker.execute("LOCK TABLE public.user_stories IN ACCESS EXCLUSIVE MODE")
+    sync = popen_genisss("sync", "--json", dsn=db)
+    wait_for(lambda: waiting_on_lock(db), what="sync to wait for user_stories")
+    cluster.crash()
+    code, _out, err = finish(sync)
+    blocker.close()
+    assert code == 4, err
+    one_line(err)
+    cluster.start()
+    assert q(db, "SELECT total_stories FROM global_stats") == (7,)  # none of it
+    r = genisss("sync", "--json", dsn=db)
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["old_count"] == 7 and json.loads(r.out)["new_count"] == 50
+    assert q(db, "SELECT total_stories FROM global_stats") == (50,)
+
+
+def test_server_stops_in_the_middle_of_bump(cluster, db, popen_genisss, genisss):
+    """bump --count is many transactions: the server stops after some of them.
+    Every increment that was acknowledged survives the crash (none is lost),
+    none is counted twice, and a rerun adds exactly its count."""
+    listener = psycopg.connect(db, autocommit=True)
+    listener.execute("LISTEN global_stats")
+    bump = popen_genisss("bump", "story", "--count", "1000000", dsn=db)
+    wait_for(lambda: q(db, "SELECT total_stories >= 1000 FROM global_stats")[0], what="1000 bumps")
+    seen = [json.loads(n.payload)["total_stories"] for n in listener.notifies(timeout=0.2)]
+    cluster.crash()
+    code, _out, err = finish(bump)
+    assert code == 4 and "connection" in one_line(err), err
+    listener.close()
+    cluster.start()
+    after = q(db, "SELECT total_stories FROM global_stats")[0]
+    assert seen and after >= max(seen) >= 1000  # committed and notified: still there
+    assert seen == list(range(seen[0], seen[0] + len(seen)))  # one at a time, none twice
+    r = genisss("bump", "story", "--count", "1000", "--json", dsn=db)
+    assert r.code == 0, r.err
+    assert q(db, "SELECT total_stories FROM global_stats") == (after + 1000,)
+
+
+def test_acknowledged_increments_survive_a_crash(cluster, db):
+    """The worker's own view: of the increments it saw commit, not one is lost
+    to a crash; at most the one in flight may or may not count."""
+    acked = 0
+    crashed = threading.Event()
+
+    def work():
+        nonlocal acked
+        try:
+            with psycopg.connect(db, autocommit=True) as conn:
+                while True:
+                    conn.execute("SELECT increment_story_counter()").fetchone()
+                    acked += 1
+        except psycopg.OperationalError:
+            crashed.set()
+
+    t = threading.Thread(target=work, daemon=True)
+    t.start()
+    wait_for(lambda: acked >= 500, what="500 increments")
+    cluster.crash()
+    t.join(GUARD)
+    assert crashed.is_set()
+    cluster.start()
+    after = q(db, "SELECT total_stories FROM global_stats")[0]
+    assert acked <= after <= acked + 1
+
+
+class WatchReader:
+    """Reads a background `watch --json`: its JSON lines, and its stderr."""
+
+    def __init__(self, proc):
+        self.proc = proc
+        self.totals: list[tuple[int, bool]] = []
+        self.err: list[str] = []
+        self._threads = [threading.Thread(target=self._out, daemon=True),
+                         threading.Thread(target=self._err, daemon=True)]
+        for t in self._threads:
+            t.start()
+
+    def _out(self):
+        for line in self.proc.stdout:
+            d = json.loads(line)
+            self.totals.append((d["total_stories"], d["resync"]))
+
+    def _err(self):
+        for line in self.proc.stderr:
+            self.err.append(line)
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGINT)
+        code = self.proc.wait(GUARD)
+        for t in self._threads:
+            t.join(GUARD)
+        return code
+
+
+def test_watch_keeps_going_across_three_restarts(cluster, db, popen_genisss):
+    """Three crashes in a row while `watch --json` follows the counter: it
+    reconnects each time and ends on the right total."""
+    watch = WatchReader(popen_genisss("watch", "--json", dsn=db))
+    wait_for(lambda: any("watching" in ln for ln in watch.err), what="watch to start")
+    expected = 0
+    for round_ in range(3):
+        for _ in range(5):
+            expected = q(db, "SELECT increment_story_counter()")[0]
+        wait_for(lambda n=expected: watch.totals and watch.totals[-1][0] == n, what=f"round {round_}")
+        cluster.restart()
+        expected = q(db, "SELECT increment_story_counter()")[0]  # while watch is reconnecting, or after
+        wait_for(lambda n=expected: watch.totals and watch.totals[-1][0] == n, what=f"catch up {round_}")
+    assert expected == 18
+    code = watch.stop()
+    assert code == 0, "".join(watch.err)
+    assert sum("reconnected" in ln for ln in watch.err) >= 3, watch.err
+    assert "Traceback" not in "".join(watch.err)
+    stories = [t for t, _ in watch.totals]
+    assert stories == sorted(stories) and stories[-1] == 18  # never backwards, nothing lost
