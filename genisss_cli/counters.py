@@ -231,6 +231,7 @@ class _Prepared:
 
         self._pgconn, self._encoding, self._errors = conn.pgconn, conn.info.encoding, errors
         self._ok = pq.ExecStatus.TUPLES_OK
+        self._timeout = getattr(conn, "answer_timeout", None)  # db.connect's GENISSS_QUERY_TIMEOUT
         self.name = f"genisss_bump_{next(_statement_ids)}".encode()
         res = self._pgconn.prepare(self.name, query.encode())
         if res.status != pq.ExecStatus.COMMAND_OK:
@@ -243,9 +244,11 @@ class _Prepared:
             # psycopg's connections are non-blocking: the query may still sit in
             # libpq's buffer (not with a socket this idle, but then we would wait forever).
             while pgconn.flush():
-                select.select([], [pgconn.socket], [])
+                if not select.select([], [pgconn.socket], [], self._timeout)[1]:
+                    self._no_answer()
             while pgconn.is_busy():
-                select.select([pgconn.socket], [], [])
+                if not select.select([pgconn.socket], [], [], self._timeout)[0]:
+                    self._no_answer()
                 pgconn.consume_input()
         except KeyboardInterrupt:
             self._cancel()
@@ -257,6 +260,14 @@ class _Prepared:
             raise self._errors.error_from_result(res, encoding=self._encoding)
         raw = res.get_value(0, 0)
         return None if raw is None else int(raw)
+
+    def _no_answer(self):
+        """A server silent for the query timeout: as db.connect's waits do, give up on it."""
+        import psycopg
+
+        self._pgconn.finish()  # its state is unknown: never reuse it
+        raise psycopg.OperationalError(
+            f"no answer from the server within {self._timeout:g} s (GENISSS_QUERY_TIMEOUT)")
 
     def _cancel(self) -> None:
         try:
