@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import signal
 import socket
@@ -310,3 +311,34 @@ def waiting_on_lock(dsn: str, application_name: str = "genisss") -> bool:
     with psycopg.connect(dsn, autocommit=True) as conn:
         return conn.execute("SELECT count(*) > 0 FROM pg_stat_activity WHERE application_name = %s "
                             "AND wait_event_type = 'Lock'", [application_name]).fetchone()[0]
+
+
+class WatchReader:
+    """Reads a background `watch --json`: its JSON lines, and its stderr."""
+
+    def __init__(self, proc):
+        self.proc = proc
+        self.totals: list[tuple[int, bool]] = []  # (total_stories, resync)
+        self.pairs: list[tuple[int, int]] = []  # (total_stories, total_audio_generations)
+        self.err: list[str] = []
+        self._threads = [threading.Thread(target=self._out, daemon=True),
+                         threading.Thread(target=self._err, daemon=True)]
+        for t in self._threads:
+            t.start()
+
+    def _out(self):
+        for line in self.proc.stdout:
+            d = json.loads(line)
+            self.totals.append((d["total_stories"], d["resync"]))
+            self.pairs.append((d["total_stories"], d["total_audio_generations"]))
+
+    def _err(self):
+        for line in self.proc.stderr:
+            self.err.append(line)
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGINT)
+        code = self.proc.wait(60)
+        for t in self._threads:
+            t.join(60)
+        return code

@@ -9,14 +9,13 @@ cluster (reliability.Cluster), never the shared ones.
 from __future__ import annotations
 
 import json
-import signal
 import threading
 import uuid
 
 import psycopg
 import pytest
 from conftest import migrate_up
-from reliability import COMMAND_ARGS, Cluster, SilentServer, wait_for, waiting_on_lock
+from reliability import COMMAND_ARGS, Cluster, SilentServer, WatchReader, wait_for, waiting_on_lock
 
 from genisss_cli import migrate, revisions
 
@@ -249,35 +248,6 @@ def test_acknowledged_increments_survive_a_crash(cluster, db):
     cluster.start()
     after = q(db, "SELECT total_stories FROM global_stats")[0]
     assert acked <= after <= acked + 1
-
-
-class WatchReader:
-    """Reads a background `watch --json`: its JSON lines, and its stderr."""
-
-    def __init__(self, proc):
-        self.proc = proc
-        self.totals: list[tuple[int, bool]] = []
-        self.err: list[str] = []
-        self._threads = [threading.Thread(target=self._out, daemon=True),
-                         threading.Thread(target=self._err, daemon=True)]
-        for t in self._threads:
-            t.start()
-
-    def _out(self):
-        for line in self.proc.stdout:
-            d = json.loads(line)
-            self.totals.append((d["total_stories"], d["resync"]))
-
-    def _err(self):
-        for line in self.proc.stderr:
-            self.err.append(line)
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGINT)
-        code = self.proc.wait(GUARD)
-        for t in self._threads:
-            t.join(GUARD)
-        return code
 
 
 def test_watch_keeps_going_across_three_restarts(cluster, db, popen_genisss):
