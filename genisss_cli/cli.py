@@ -33,9 +33,19 @@ app.add_typer(db_app, name="db")
 _state = {"database_url": None, "debug": False}
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _seconds(value: float | None) -> float | None:
+    # click's FloatRange lets "nan" through (every comparison with it is False):
+    # a --timeout nan would never fire.
+    if value is not None and value != value:
+        raise typer.BadParameter("must be a number of seconds, not nan")
+    return value
+
+
 LockTimeoutOpt = Annotated[
     float,
-    typer.Option("--lock-timeout", min=0.1, max=600,
+    typer.Option("--lock-timeout", min=0.1, max=600, callback=_seconds,
                  help="Seconds to wait for a lock before giving up, changing nothing."),
 ]
 
@@ -57,7 +67,7 @@ def main_options(
     ] = None,
     connect_timeout: Annotated[
         float | None,
-        typer.Option("--connect-timeout", min=1, max=3600,
+        typer.Option("--connect-timeout", min=1, max=3600, callback=_seconds,
                      help="Seconds to wait for the server to answer [env: GENISSS_CONNECT_TIMEOUT; 10]."),
     ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
@@ -412,7 +422,7 @@ def watch_command(
     ] = None,
     timeout: Annotated[
         float | None,
-        typer.Option("--timeout", min=0.1, metavar="S",
+        typer.Option("--timeout", min=0.1, metavar="S", callback=_seconds,
                      help="Exit after S seconds without a change (exit 8 if --count was not reached)."),
     ] = None,
     as_json: Annotated[
@@ -457,7 +467,7 @@ def check_command(
     ] = "supabase_realtime",
     strict: Annotated[bool, typer.Option("--strict", help="Warnings fail too (exit 1).")] = False,
     live_timeout: Annotated[float, typer.Option(
-        "--live-timeout", min=0.5, max=300, metavar="S",
+        "--live-timeout", min=0.5, max=300, metavar="S", callback=_seconds,
         help="Seconds --live waits for the change to arrive.")] = 10.0,
     as_json: JsonOpt = False,
 ) -> int:

@@ -74,8 +74,12 @@ def commands() -> list[str]:
     return names
 
 
-def run_cli(argv: list[str], *, env: dict | None = None, cwd: Path, data_dir: Path | None = None) -> Run:
-    """genisss.cli.run(argv) in this process, as from a clean shell in `cwd`."""
+def run_cli(argv: list[str], *, env: dict | None = None, cwd: Path, data_dir: Path | None = None,
+            guard: float = 60.0) -> Run:
+    """genisss.cli.run(argv) in this process, as from a clean shell in `cwd`.
+
+    After `guard` seconds it is interrupted as by Ctrl-C (exit 130): a command
+    that hangs fails its test instead of hanging the suite."""
     from genisss_cli import cli, config
 
     config.SECRETS.clear()
@@ -94,7 +98,7 @@ def run_cli(argv: list[str], *, env: dict | None = None, cwd: Path, data_dir: Pa
     try:
         os.chdir(cwd)
         sys.stdin = io.StringIO("")  # no terminal: nothing may wait for an answer
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), interrupt_after(guard):
             try:
                 code = cli.run([str(a) for a in argv])
             except BaseException as exc:  # only --debug re-raises; Python would print this
@@ -107,6 +111,21 @@ def run_cli(argv: list[str], *, env: dict | None = None, cwd: Path, data_dir: Pa
         os.environ.update(saved_env)
         config.CONNECT_TIMEOUT_OVERRIDE = None
     return Run(int(code), out.getvalue(), err.getvalue(), trace)
+
+
+@contextlib.contextmanager
+def interrupt_after(seconds: float):
+    """KeyboardInterrupt (as Ctrl-C) in the main thread after `seconds`."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def with_password(dsn: str, password: str, form: str = "url") -> str:
