@@ -134,12 +134,14 @@ def parse_change(payload: str, received_at: float) -> Change | None:
         d = json.loads(payload)
         stories = int(d["total_stories"])
         audio = int(d["total_audio_generations"])
-    except (ValueError, KeyError, TypeError):
-        return None
+    except (ValueError, KeyError, TypeError, OverflowError):  # any login may NOTIFY this channel:
+        return None  # 1e400 or NaN in a payload must not end the watch
     sent_at = d.get("sent_at")
     latency = None
     if isinstance(sent_at, int | float) and not isinstance(sent_at, bool):
         latency = (received_at - sent_at) * 1000.0
+        if not math.isfinite(latency):
+            latency = None
     return Change(stories, audio, parse_timestamp(d.get("updated_at")), received_at, latency)
 
 

@@ -134,6 +134,15 @@ def test_a_server_that_freezes_in_the_middle_of_a_command(cluster, db, popen_gen
     assert q(db, "SELECT total_stories FROM global_stats") == (0,)
 
 
+def test_a_server_that_freezes_during_a_bump(cluster, db, popen_genisss):
+    """bump's own fast path (libpq's prepared statement) is bounded the same way."""
+    bump = popen_genisss("bump", "story", "--count", "1000000", dsn=db, env={"GENISSS_QUERY_TIMEOUT": "2"})
+    wait_for(lambda: q(db, "SELECT total_stories >= 100 FROM global_stats")[0], what="bump to run")
+    with cluster.frozen():
+        code, _out, err = finish(bump)
+    assert code == 4 and "no answer from the server within 2 s" in one_line(err), err
+
+
 # -- a server stopped in the middle ----------------------------------------------------------------
 
 

@@ -5,6 +5,9 @@ documented exit code, no traceback, and nothing run that was not asked for.
 
 from __future__ import annotations
 
+import json
+import time
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -320,3 +323,51 @@ def test_soak_fuzzed_command_lines_never_crash(tmp_path, argv):
 @given(argv=command_lines())
 def test_soak_fuzzed_command_lines_against_a_real_database(migrated_db, tmp_path, argv):
     test_fuzzed_command_lines_against_a_real_database.hypothesis.inner_test(migrated_db, tmp_path, argv)
+
+
+# -- junk on the channel ---------------------------------------------------------------------------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children,
+                                                                      max_size=3),
+    max_leaves=8)
+payload_fields = st.fixed_dictionaries({}, optional={
+    "total_stories": json_values, "total_audio_generations": json_values,
+    "updated_at": json_values, "sent_at": json_values})
+
+
+@settings(FUZZ, max_examples=300)
+@given(payload=st.one_of(payload_fields.map(lambda d: json.dumps(d, allow_nan=True)), st.text(max_size=40),
+                         json_values.map(lambda v: json.dumps(v, allow_nan=True))))
+def test_any_payload_on_the_channel_is_a_change_or_nothing(payload):
+    """Any login may NOTIFY global_stats with anything: watch parses it into a
+    change or ignores it, and its statistics take whatever it parsed."""
+    from genisss_cli import watch
+
+    change = watch.parse_change(payload, time.time())
+    if change is not None:
+        stats = watch.WatchStats("test")
+        stats.apply(change)
+        stats.view()
+        stats.summary("count")
+
+
+JUNK = ["", "{", "[]", "null", '"text"', '{"total_stories": "x"}',
+        '{"total_stories": 1e400, "total_audio_generations": 0}',
+        '{"total_stories": 5, "total_audio_generations": 0, "sent_at": 1e400}',
+        '{"total_stories": NaN, "total_audio_generations": 0}', "x" * 7999]
+
+
+def test_watch_outlives_junk_notifications(migrated_db, popen_genisss):
+    from reliability import WatchReader, wait_for
+
+    watch = WatchReader(popen_genisss("watch", "--json", dsn=migrated_db.dsn))
+    wait_for(lambda: watch.err, what="watch to connect")
+    with migrated_db.connect() as conn:
+        for payload in JUNK:
+            conn.execute("SELECT pg_notify('global_stats', %s)", [payload])
+        conn.execute("SELECT increment_story_counter()")
+    wait_for(lambda: watch.totals and watch.totals[-1][0] == 1, what="the real change")
+    assert watch.proc.poll() is None
+    assert watch.stop() == 0 and "Traceback" not in "".join(watch.err)
