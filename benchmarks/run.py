@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import traceback
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,7 +36,7 @@ FULL = {
     "startup_n": 11, "oneshot_n": 9, "small_rows": 1_000,
     "bump_count": 20_000, "bump_n": 3,
     "pgbench_seconds": 2, "pgbench_n": 7,
-    "watch_rate": 200, "watch_seconds": 5, "watch_rounds": 3,
+    "watch_rate": 200, "watch_seconds": 3, "watch_rounds": 6,
     "burst_seconds": 10,
     "big_rows": 10_000_000, "drift_n": 7,
 }
@@ -127,6 +129,17 @@ class Bench:
         path = self.workdir / name
         path.write_text(text)
         return path
+
+    @contextmanager
+    def pinned(self):
+        """Backends (forked from now on) and the clients given the yielded CPUs on one CPU."""
+        cpus = h.one_cpu()
+        everything = os.sched_getaffinity(0) if cpus else None
+        h.set_affinity(self.server.pid, cpus)
+        try:
+            yield cpus
+        finally:
+            h.set_affinity(self.server.pid, everything)
 
     def total(self, db: str = WRITE) -> int:
         return self.server.scalar(db, "SELECT total_stories FROM public.global_stats WHERE id = 'singleton'")
@@ -223,14 +236,16 @@ def bump(b: Bench) -> None:
 
     def genisss() -> float:
         t0 = time.perf_counter()
-        out = h.run(b.g("bump", "story", "--count", str(n), "--json", db=WRITE), b.progs).stdout
+        out = h.run(b.g("bump", "story", "--count", str(n), "--json", db=WRITE), b.progs, cpus=cpus).stdout
         walls.append(time.perf_counter() - t0)
         return float(json.loads(out)["rate"])
 
     def baseline() -> float:
-        return h.pgbench(b.progs, dsn, script, clients=1, transactions=n).tps
+        return h.pgbench(b.progs, dsn, script, clients=1, transactions=n, cpus=cpus).tps
 
-    res = h.interleaved({"genisss": genisss, "baseline": baseline}, b.p["bump_n"])
+    with b.pinned() as cpus:
+        res = h.interleaved({"genisss": genisss, "baseline": baseline}, b.p["bump_n"])
+    f.detail["pinned_to_cpu"] = sorted(cpus) if cpus else None
     g, base = median(res["genisss"]), median(res["baseline"])
     f.genisss, f.baseline, f.ratio = g, base, g / base
     f.detail.update(samples=res, wall_seconds_with_startup=walls)
@@ -273,14 +288,15 @@ def trigger(b: Bench) -> None:
     try:
         for clients in (1, 8):
             names = list(variants)
-            for rep in range(reps):
-                order = names if rep % 2 == 0 else list(reversed(names))
-                for name in order:
-                    b.server.execute(WRITE, *variants[name], "VACUUM public.global_stats", "CHECKPOINT")
-                    r = h.pgbench(b.progs, dsn, script, clients=clients, seconds=secs)
-                    if r.failed:
-                        raise BenchError(f"pgbench: {r.failed} failed transactions")
-                    tps.setdefault((name, clients), []).append(r.tps)
+            with b.pinned() if clients == 1 else nullcontext() as cpus:
+                for rep in range(reps):
+                    order = names if rep % 2 == 0 else list(reversed(names))
+                    for name in order:
+                        b.server.execute(WRITE, *variants[name], "VACUUM public.global_stats", "CHECKPOINT")
+                        r = h.pgbench(b.progs, dsn, script, clients=clients, seconds=secs, cpus=cpus)
+                        if r.failed:
+                            raise BenchError(f"pgbench: {r.failed} failed transactions")
+                        tps.setdefault((name, clients), []).append(r.tps)
     finally:
         b.server.execute(WRITE, *variants["migration"])
     # The same NOTIFY tax where commits wait for the disk (PostgreSQL's
@@ -302,6 +318,7 @@ def trigger(b: Bench) -> None:
         f = b.fig(f"trigger_c{clients}", f"trigger overhead, {clients} client{'s' * (clients > 1)}",
                   "/s", ">= 0.95")
         f.detail["baseline_cmd"] = "the same with a bare pg_notify('global_stats', '') trigger"
+        f.detail["pinned_to_one_cpu"] = clients == 1 and h.one_cpu() is not None
         f.genisss, f.baseline, f.ratio = mig, bare, mig / bare
         f.detail.update(samples={"migration": tps[("migration", clients)], "bare": tps[("bare", clients)]})
         f.judge(f.ratio >= 0.95)
