@@ -392,6 +392,7 @@ def counter_sync(
         "--dry-run", help="Show (old, new, difference) it would apply; change nothing.")] = False,
     if_drift: Annotated[bool, typer.Option(
         "--if-drift", help="Do nothing (exit 0) when there is no drift: for a daily cron line.")] = False,
+    lock_timeout: LockTimeoutOpt = 5.0,
     as_json: JsonOpt = False,
 ) -> int:
     """Reset total_stories to COUNT(*) of user_stories with sync_story_counter(),
@@ -406,7 +407,7 @@ def counter_sync(
 
     with dbmod.connect(database()) as conn, \
             render.spinner_after("counting rows...", not as_json and render.interactive()):
-        result = counters.sync(conn, dry_run=dry_run, if_drift=if_drift)
+        result = counters.sync(conn, dry_run=dry_run, if_drift=if_drift, lock_timeout=lock_timeout)
     render.sync_result(result, as_json)
     return Exit.OK
 

@@ -486,16 +486,22 @@ class SyncResult:
 SYNC_SQL = "SELECT old_count, new_count, difference FROM public.sync_story_counter()"
 
 
-def sync(conn, *, dry_run: bool = False, if_drift: bool = False) -> SyncResult:
+def sync(conn, *, dry_run: bool = False, if_drift: bool = False,
+         lock_timeout: float = 5.0) -> SyncResult:
     """Run sync_story_counter(). dry_run: only say what it would change.
-    if_drift: do nothing when there is no drift (for a daily cron line)."""
+    if_drift: do nothing when there is no drift (for a daily cron line).
+    lock_timeout: how long to wait for the counter's row lock (a stuck
+    transaction holding it) before giving up with nothing changed."""
     if dry_run or if_drift:
         row = drift(conn).rows[0]
         if dry_run or row.drift == 0:
             return SyncResult(row.counter, row.actual, row.actual - row.counter,
                               dry_run=dry_run, skipped=not dry_run)
-    # An UndefinedFunction here becomes NOT_MIGRATED in db.translate().
-    old, new, diff = conn.execute(SYNC_SQL).fetchone()
+    # An UndefinedFunction here becomes NOT_MIGRATED, a lock timeout TIMEOUT,
+    # in db.translate().
+    with conn.transaction():
+        conn.execute("SELECT set_config('lock_timeout', %s, true)", [f"{int(lock_timeout * 1000)}ms"])
+        old, new, diff = conn.execute(SYNC_SQL).fetchone()
     if old is None:
         raise GenisssError(Exit.NOT_MIGRATED, "global_stats has no 'singleton' row", _NO_ROW_HINT)
     return SyncResult(old, new, diff, synced=True)

@@ -377,3 +377,16 @@ def test_second_ctrl_c_cancels_a_bump_stuck_on_a_lock(migrated_db, popen_genisss
     assert doc["interrupted"] is True and doc["in_flight_unknown"] is True
     assert counter(migrated_db) == held == doc["bumped"]  # the cancelled one did not count
     assert "may or may not have counted" in err and one_line(err)
+
+
+def test_sync_gives_up_on_a_held_row_lock_and_changes_nothing(migrated_db, genisss):
+    migrated_db.execute("INSERT INTO user_stories (title) VALUES ('a'), ('b')")
+    with migrated_db.connect(autocommit=False) as holder:
+        holder.execute("SELECT 1 FROM global_stats WHERE id = 'singleton' FOR UPDATE")
+        r = genisss("sync", "--lock-timeout", "1", dsn=migrated_db.dsn)
+        holder.rollback()
+    assert r.code == 8, r.output
+    assert len(r.err.strip().splitlines()) == 1 and "nothing was changed" in r.err
+    assert migrated_db.scalar("SELECT total_stories FROM global_stats") == 0
+    assert genisss("sync", dsn=migrated_db.dsn).code == 0
+    assert migrated_db.scalar("SELECT total_stories FROM global_stats") == 2
