@@ -239,6 +239,25 @@ def supabase_migrated_db(supabase_server):
     yield from _clone(supabase_server, "supabase_migrated", build)
 
 
+@pytest.fixture
+def password_login(server):
+    """The DSN (without password) of a login that needs one (scram), on the
+    throwaway embedded cluster, whose pg_hba.conf the test may change."""
+    if server.base is None:
+        pytest.skip("needs a cluster whose pg_hba.conf the test may change")
+    hba = embedded.pgdata(server.base) / "pg_hba.conf"
+    original = hba.read_text()
+    hba.write_text("local all pw_login scram-sha-256\n" + original)
+    with server.admin() as conn:
+        conn.execute("CREATE ROLE pw_login LOGIN PASSWORD 'the-right-one'")
+        conn.execute("SELECT pg_reload_conf()")
+    yield psycopg.conninfo.make_conninfo(server.admin_dsn, user="pw_login")
+    hba.write_text(original)
+    with server.admin() as conn:
+        conn.execute("SELECT pg_reload_conf()")
+        conn.execute("DROP ROLE pw_login")
+
+
 # -- running genisss ---------------------------------------------------------------------
 
 

@@ -1,9 +1,6 @@
 """Every error path: one line on stderr, its documented exit code, no password."""
 
 import psycopg
-import pytest
-
-from genisss_cli import embedded
 
 SECRET = "s3cr3t-Pa55"
 
@@ -95,27 +92,8 @@ def test_debug_shows_the_traceback_but_not_the_password(genisss):
     assert "Traceback" in r.err and SECRET not in r.output
 
 
-@pytest.fixture
-def password_server(server):
-    """A login that needs a password (scram), on the throwaway embedded cluster."""
-    if server.base is None:
-        pytest.skip("needs a cluster whose pg_hba.conf the test may change")
-    hba = embedded.pgdata(server.base) / "pg_hba.conf"
-    original = hba.read_text()
-    hba.write_text("local all pwuser scram-sha-256\n" + original)
-    with server.admin() as conn:
-        conn.execute("CREATE ROLE pwuser LOGIN PASSWORD 'right-one'")
-        conn.execute("SELECT pg_reload_conf()")
-    yield server
-    hba.write_text(original)
-    with server.admin() as conn:
-        conn.execute("SELECT pg_reload_conf()")
-        conn.execute("DROP ROLE pwuser")
-
-
-def test_bad_password(password_server, genisss):
-    dsn = psycopg.conninfo.make_conninfo(password_server.admin_dsn, user="pwuser", password=SECRET)
+def test_bad_password(password_login, genisss):
+    dsn = psycopg.conninfo.make_conninfo(password_login, password=SECRET)
     line = one_line_without_secret(genisss("migrate", "status", dsn=dsn), 4)
-    assert "authentication failed for user pwuser" in line
-    dsn = psycopg.conninfo.make_conninfo(password_server.admin_dsn, user="pwuser")
-    assert genisss("migrate", "status", dsn=dsn).code == 4
+    assert "authentication failed for user pw_login" in line
+    assert genisss("migrate", "status", dsn=password_login).code == 4  # no password given

@@ -478,26 +478,6 @@ def test_no_password_from_a_url_given_in_the_wrong_place(tmp_path, genisss):
     assert r.code == 2 and SECRET not in r.output and "Traceback" not in r.output
 
 
-@pytest.fixture
-def password_login(server):
-    """A login that needs a password (scram), on the throwaway embedded cluster."""
-    if server.base is None:
-        pytest.skip("needs a cluster whose pg_hba.conf the test may change")
-    from genisss_cli import embedded
-
-    hba = embedded.pgdata(server.base) / "pg_hba.conf"
-    original = hba.read_text()
-    hba.write_text("local all sec_pw_user scram-sha-256\n" + original)
-    with server.admin() as conn:
-        conn.execute("CREATE ROLE sec_pw_user LOGIN PASSWORD 'the-right-one'")
-        conn.execute("SELECT pg_reload_conf()")
-    yield psycopg.conninfo.make_conninfo(server.admin_dsn, user="sec_pw_user")
-    hba.write_text(original)
-    with server.admin() as conn:
-        conn.execute("SELECT pg_reload_conf()")
-        conn.execute("DROP ROLE sec_pw_user")
-
-
 def test_no_password_when_the_password_is_wrong(password_login, tmp_path):
     for form in ("url", "keywords"):
         dsn = with_password(password_login, ODD_SECRET, form)
@@ -505,7 +485,7 @@ def test_no_password_when_the_password_is_wrong(password_login, tmp_path):
             run = run_cli(argv(dsn, name, args, debug), cwd=tmp_path)
             assert_no_secret(run, ODD_SECRET, debug=debug)
         run = run_cli(["-d", dsn, "status"], cwd=tmp_path)
-        assert run.code == 4 and "authentication failed for user sec_pw_user" in run.err
+        assert run.code == 4 and "authentication failed for user pw_login" in run.err
     # The right password works, and is not shown either.
     dsn = with_password(password_login, "the-right-one")
     run = run_cli(["-d", dsn, "db", "url", "--json"], cwd=tmp_path)
