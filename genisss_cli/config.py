@@ -157,31 +157,26 @@ def display_dsn(dsn: str) -> str:
 
 
 def connect_timeout(env=None) -> float:
+    """Seconds to wait for the server to answer a connection (--connect-timeout)."""
     if CONNECT_TIMEOUT_OVERRIDE is not None:
         return CONNECT_TIMEOUT_OVERRIDE
-    env = os.environ if env is None else env
-    raw = env.get("GENISSS_CONNECT_TIMEOUT", "").strip()
-    if not raw:
-        return DEFAULT_CONNECT_TIMEOUT
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1
-    if not 0 < value <= 3600:
-        raise GenisssError(Exit.CONFIG, "GENISSS_CONNECT_TIMEOUT must be seconds between 0 and 3600")
-    return value
+    return _seconds_setting("GENISSS_CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT, 3600, env)
 
 
 def query_timeout(env=None) -> float:
     """GENISSS_QUERY_TIMEOUT: seconds a query may wait for the server's answer (db.connect)."""
+    return _seconds_setting("GENISSS_QUERY_TIMEOUT", DEFAULT_QUERY_TIMEOUT, 86400, env)
+
+
+def _seconds_setting(key: str, default: float, most: float, env=None) -> float:
     env = os.environ if env is None else env
-    raw = env.get("GENISSS_QUERY_TIMEOUT", "").strip()
+    raw = env.get(key, "").strip()
     if not raw:
-        return DEFAULT_QUERY_TIMEOUT
+        return default
     try:
         value = float(raw)
     except ValueError:
         value = -1
-    if not 0 < value <= 86400:
-        raise GenisssError(Exit.CONFIG, "GENISSS_QUERY_TIMEOUT must be seconds between 0 and 86400")
+    if not 0 < value <= most:  # also rejects nan
+        raise GenisssError(Exit.CONFIG, f"{key} must be seconds between 0 and {most:g}")
     return value
