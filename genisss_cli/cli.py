@@ -19,7 +19,9 @@ app = typer.Typer(
     "The database comes from --database-url, GENISSS_DATABASE_URL, DATABASE_URL, "
     "./.env, or else the embedded PostgreSQL (started on demand).",
     no_args_is_help=True,
-    rich_markup_mode="rich",
+    # Plain (click) help: Typer's Rich help imports markdown and syntax
+    # highlighting on every --help, 35 ms it never uses (docs/performance.md).
+    rich_markup_mode=None,
     pretty_exceptions_enable=False,  # a traceback could show a DSN; errors are one line
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -67,7 +69,7 @@ def main_options(
     ] = None,
     connect_timeout: Annotated[
         float | None,
-        typer.Option("--connect-timeout", min=1, max=3600, callback=_seconds,
+        typer.Option("--connect-timeout", min=1, max=3600, callback=_seconds, metavar="S",
                      help="Seconds to wait for the server to answer [env: GENISSS_CONNECT_TIMEOUT; 10]."),
     ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
@@ -105,7 +107,7 @@ def migrate_up(
     Adopts a 033 that was pasted into the SQL editor by hand: the counter keeps
     its value, what is missing is added, the revision is recorded.
 
-    Example: [bold]genisss migrate up[/]
+    Example: genisss migrate up
     """
     from genisss_cli import migrate, render
 
@@ -143,7 +145,7 @@ def migrate_down(
 
     Shows the database and the counter values that will be lost, and asks.
 
-    Example: [bold]genisss migrate down --yes[/]
+    Example: genisss migrate down --yes
     """
     from genisss_cli import migrate, render
 
@@ -175,7 +177,7 @@ def migrate_status(as_json: JsonOpt = False) -> int:
     """Current revision, head and what is pending. Exit 0 when up to date,
     1 (a finding) when a migration is pending.
 
-    Example: [bold]genisss migrate status --json[/]
+    Example: genisss migrate status --json
     """
     from genisss_cli import migrate, render
 
@@ -211,7 +213,7 @@ def migrate_sql(
 
     Same effect as `migrate up`/`down`, revision bookkeeping included.
 
-    Example: [bold]genisss migrate sql up > 033.sql[/]
+    Example: genisss migrate sql up > 033.sql
     """
     from genisss_cli import migrate
 
@@ -228,8 +230,9 @@ def migrate_sql(
 def db_url(as_json: JsonOpt = False) -> int:
     """Print the database URL in use (password masked) and where it came from.
 
-    The embedded server is started if needed, so the URL works, e.g.
-    [bold]psql "$(genisss db url)"[/]
+    The embedded server is started if needed, so the URL works.
+
+    Example: psql "$(genisss db url)"
     """
     from genisss_cli import render
 
@@ -308,7 +311,7 @@ def counter_status(
 
     Exit 0; 5 when migration 033 is not applied (run: genisss migrate up).
 
-    Example: [bold]genisss status --json[/]
+    Example: genisss status --json
     """
     from genisss_cli import counters, render
     from genisss_cli import db as dbmod
@@ -336,7 +339,7 @@ def counter_bump(
     A large --count shows a progress bar on a terminal. Ctrl-C stops after the
     increment in flight and says how many were made (exit 130).
 
-    Example: [bold]genisss bump story --count 100[/]
+    Example: genisss bump story --count 100
     """
     from genisss_cli import counters, render
     from genisss_cli import db as dbmod
@@ -370,7 +373,7 @@ def counter_drift(
     Exit 0 when |drift| <= tolerance, 1 when there is drift (fix: genisss sync),
     another code when it cannot tell (docs/operations.md). For cron and alerts.
 
-    Example: [bold]genisss drift --tolerance 2 --json[/]
+    Example: genisss drift --tolerance 2 --json
     """
     from genisss_cli import counters, render
     from genisss_cli import db as dbmod
@@ -400,7 +403,7 @@ def counter_sync(
 
     Safe while workers increment: no increment is lost. Touches only the counter.
 
-    Example: [bold]genisss sync --if-drift[/]
+    Example: genisss sync --if-drift
     """
     from genisss_cli import counters, render
     from genisss_cli import db as dbmod
@@ -439,7 +442,7 @@ def watch_command(
     Needs a session (LISTEN): a transaction pooler (port 6543) exits 7; a
     database without migration 033 exits 5.
 
-    Example: [bold]genisss watch[/]   or   [bold]genisss watch --json --count 10[/]
+    Examples: genisss watch, genisss watch --json --count 10
     """
     from genisss_cli import render, watch
 
@@ -479,7 +482,7 @@ def check_command(
     Each failure comes with the SQL or command that fixes it. Exit 0 when
     nothing fails, 1 when a check fails (--strict: or warns).
 
-    Example: [bold]genisss check --live[/]
+    Example: genisss check --live
     """
     from genisss_cli import checks, render
 
