@@ -568,7 +568,8 @@ def _fail(exc: GenisssError) -> int:
 def _show_usage_error(exc) -> None:
     from genisss_cli import render
 
-    if exc.__class__.__name__ == "NoArgsIsHelpError":  # the help was printed
+    if exc.__class__.__name__ == "NoArgsIsHelpError":  # `genisss` alone: the help, exit 2
+        sys.stdout.write(exc.format_message() + "\n")
         return
     hint = ""
     ctx = getattr(exc, "ctx", None)
