@@ -361,3 +361,20 @@ class WatchReader:
         for t in self._threads:
             t.join(60)
         return code
+
+
+def assert_consistent(dsn: str) -> str | None:
+    """alembic_version and migration 033's six objects agree: all there at
+    head, none below it (never a half-applied migration). The revision."""
+    from genisss_cli import revisions
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        version = revisions.current(conn)
+        objects = conn.execute("""
+            SELECT (to_regclass('public.global_stats') IS NOT NULL)::int
+                 + (SELECT count(*) FROM pg_proc WHERE pronamespace = 'public'::regnamespace AND proname IN
+                    ('increment_story_counter', 'increment_audio_counter', 'sync_story_counter',
+                     'global_stats_notify'))
+                 + (SELECT count(*) FROM pg_trigger WHERE tgname = 'global_stats_notify')""").fetchone()[0]
+    assert objects == (6 if version == revisions.HEAD else 0), (version, objects)
+    return version

@@ -15,7 +15,15 @@ import uuid
 import psycopg
 import pytest
 from conftest import migrate_up
-from reliability import COMMAND_ARGS, Cluster, SilentServer, WatchReader, wait_for, waiting_on_lock
+from reliability import (
+    COMMAND_ARGS,
+    Cluster,
+    SilentServer,
+    WatchReader,
+    assert_consistent,
+    wait_for,
+    waiting_on_lock,
+)
 
 from genisss_cli import migrate, revisions
 
@@ -144,20 +152,6 @@ def test_a_server_that_freezes_during_a_bump(cluster, db, popen_genisss):
 
 
 # -- a server stopped in the middle ----------------------------------------------------------------
-
-
-def assert_consistent(dsn: str) -> str | None:
-    """alembic_version and 033's objects agree; the revision."""
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        version = revisions.current(conn)
-        objects = conn.execute("""
-            SELECT (to_regclass('public.global_stats') IS NOT NULL)::int
-                 + (SELECT count(*) FROM pg_proc WHERE pronamespace = 'public'::regnamespace AND proname IN
-                    ('increment_story_counter', 'increment_audio_counter', 'sync_story_counter',
-                     'global_stats_notify'))
-                 + (SELECT count(*) FROM pg_trigger WHERE tgname = 'global_stats_notify')""").fetchone()[0]
-    assert objects == (6 if version == revisions.HEAD else 0), (version, objects)
-    return version
 
 
 def test_server_stops_in_the_middle_of_migrate_up(cluster, popen_genisss, genisss):

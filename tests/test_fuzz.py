@@ -11,7 +11,7 @@ import time
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from reliability import EXIT_CODES, run_cli
+from reliability import EXIT_CODES, assert_consistent, run_cli
 
 from genisss_cli import revisions
 
@@ -291,24 +291,7 @@ def test_fuzzed_command_lines_against_a_real_database(migrated_db, tmp_path, arg
     check_run(argv, run, may_run_on=True)
     after = snapshot(db)
     assert after["stories"] == stories and after["slots"] == [], (argv, run)
-    assert_consistent(db)
-
-
-def assert_consistent(db) -> None:
-    """alembic_version and the objects of 033 agree: all there, or none."""
-    with db.connect() as conn:
-        version = conn.execute("SELECT max(version_num) FROM alembic_version").fetchone()[0] \
-            if conn.execute("SELECT to_regclass('public.alembic_version')").fetchone()[0] else None
-        objects = conn.execute("""
-            SELECT (to_regclass('public.global_stats') IS NOT NULL)::int
-                 + (SELECT count(*) FROM pg_proc WHERE pronamespace = 'public'::regnamespace AND proname IN
-                    ('increment_story_counter', 'increment_audio_counter', 'sync_story_counter',
-                     'global_stats_notify'))
-                 + (SELECT count(*) FROM pg_trigger WHERE tgname = 'global_stats_notify')""").fetchone()[0]
-    if version == revisions.HEAD:
-        assert objects == 6, (version, objects)
-    else:
-        assert objects == 0, (version, objects)
+    assert_consistent(db.dsn)
 
 
 @pytest.mark.soak
