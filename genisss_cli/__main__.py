@@ -1,3 +1,3 @@
-from genisss_cli.cli import main
+from genisss_cli.entry import main
 
 main()
