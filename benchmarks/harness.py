@@ -258,6 +258,17 @@ def pgbench(progs: Programs, dsn: str, script: Path, *, clients: int, seconds: i
 # -- listeners (watch --json, the bare LISTEN loop) --------------------------------------------
 
 
+def interrupt(proc: subprocess.Popen) -> None:
+    """Ctrl-C a listener the way an operator would; kill it if it lingers."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 @dataclass
 class Line:
     total: int
@@ -330,13 +341,7 @@ class Listener:
             return [ln for ln in self.lines if ln.total > after_total]
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        interrupt(self.proc)
         self.thread.join(5)
 
 
@@ -424,13 +429,7 @@ class PtyRun:
         return b"".join(d for t, d in list(self.chunks) if start <= t <= end)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        interrupt(self.proc)
         self.thread.join(2)
         try:
             os.close(self.master)

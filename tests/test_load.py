@@ -81,14 +81,17 @@ def run_load(db, popen_genisss, *, workers: int, per_worker: int, skip: float = 
                 d = json.loads(n.payload)
                 report.notifications.append((d["total_stories"], d["total_audio_generations"]))
 
+    def sync_once():
+        r = _cli(db.dsn, "sync", "--json")
+        assert r.returncode == 0, r.stderr
+        out = json.loads(r.stdout)
+        report.sync_runs += 1
+        if out["old_count"] != out["new_count"]:
+            report.syncs.append((out["old_count"], out["new_count"]))
+
     def sync_loop():
         while not stop.is_set():
-            r = _cli(db.dsn, "sync", "--json")
-            assert r.returncode == 0, r.stderr
-            out = json.loads(r.stdout)
-            report.sync_runs += 1
-            if out["old_count"] != out["new_count"]:
-                report.syncs.append((out["old_count"], out["new_count"]))
+            sync_once()
 
     def drift_loop():
         while not stop.is_set():
@@ -115,12 +118,7 @@ def run_load(db, popen_genisss, *, workers: int, per_worker: int, skip: float = 
     stop.set()
     for t in threads:
         t.join(180)
-    r = _cli(db.dsn, "sync", "--json")
-    assert r.returncode == 0, r.stderr
-    out = json.loads(r.stdout)
-    report.sync_runs += 1
-    if out["old_count"] != out["new_count"]:
-        report.syncs.append((out["old_count"], out["new_count"]))
+    sync_once()
     # A marker: when the listener and watch have seen it, they have seen everything before it.
     marker = db.scalar("SELECT increment_audio_counter()")
     stop.clear()
