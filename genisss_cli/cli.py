@@ -84,10 +84,10 @@ def main_options(
         config.CONNECT_TIMEOUT_OVERRIDE = connect_timeout
 
 
-def database(start_embedded: bool = True):
+def database():
     from genisss_cli import db
 
-    return db.resolve(_state["database_url"], start_embedded=start_embedded)
+    return db.resolve(_state["database_url"])
 
 
 # -- migrate --------------------------------------------------------------------------

@@ -49,17 +49,14 @@ class Database:
         return str(self.params.get("port", "")) == TRANSACTION_POOLER_PORT
 
 
-def resolve(option: str | None, *, start_embedded: bool = True) -> Database:
+def resolve(option: str | None) -> Database:
+    """The database to use; the embedded server is started if it is the one."""
     target = config.resolve(option)
     if not target.embedded:
         return Database(target.dsn, target.source, False)
     from genisss_cli import embedded
 
-    if start_embedded:
-        dsn = embedded.ensure_running()
-    else:
-        dsn = embedded.status().dsn or ""
-    return Database(dsn, "embedded", True)
+    return Database(embedded.ensure_running(), "embedded", True)
 
 
 def connect(db: Database, *, session: bool = False, autocommit: bool = True, timeout: float | None = None):
