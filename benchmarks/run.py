@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import time
 import traceback
@@ -272,71 +273,105 @@ def check_one_connection(b: Bench) -> None:
     f.judge(sessions == 1 and commits >= n)
 
 
+# A registered watcher (migration 034 notifies only while one exists) that
+# reads and discards every notification, as `genisss watch` would, cheaply.
+DRAIN = """import sys, psycopg
+conn = psycopg.connect(sys.argv[1], autocommit=True)
+conn.execute("LISTEN global_stats")
+conn.execute("SELECT pg_advisory_lock_shared(%d)")
+print("ready", flush=True)
+for _ in conn.notifies():
+    pass
+"""
+
+
+@contextmanager
+def watcher(b: Bench, dsn: str):
+    from genisss_cli.watch import WATCH_LOCK
+
+    script = b.script("drain.py", DRAIN % WATCH_LOCK)
+    proc = subprocess.Popen([b.progs.python, str(script), dsn], env=b.progs.env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        if proc.stdout.readline().strip() != "ready":
+            raise BenchError("the draining watcher did not start")
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
 def trigger(b: Bench) -> None:
+    """pgbench on increment_story_counter() with each trigger variant, nobody
+    watching and then with a registered watcher draining the notifications."""
     secs, reps = b.p["pgbench_seconds"], b.p["pgbench_n"]
     script = b.script("increment.sql", INCREMENT)
     dsn = b.server.dsn_for(WRITE)
     with b.server.connect(WRITE) as conn:
         original = conn.execute(
             "SELECT pg_get_functiondef('public.global_stats_notify()'::regprocedure)").fetchone()[0]
+        gated = conn.execute("SELECT pg_get_triggerdef(oid) FROM pg_trigger "
+                             "WHERE tgname = 'global_stats_notify'").fetchone()[0]
+    drop = "DROP TRIGGER global_stats_notify ON public.global_stats"
+    always = ("CREATE TRIGGER global_stats_notify AFTER UPDATE ON public.global_stats "
+              "FOR EACH ROW EXECUTE FUNCTION public.global_stats_notify()")
     variants = {
-        "migration": [original, "ALTER TABLE public.global_stats ENABLE TRIGGER global_stats_notify"],
-        "bare": [BARE_TRIGGER, "ALTER TABLE public.global_stats ENABLE TRIGGER global_stats_notify"],
-        "none": [original, "ALTER TABLE public.global_stats DISABLE TRIGGER global_stats_notify"],
+        "migration": [original, drop, gated],
+        "bare": [BARE_TRIGGER, drop, always],
+        "none": [original, drop, gated,
+                 "ALTER TABLE public.global_stats DISABLE TRIGGER global_stats_notify"],
     }
-    tps: dict[tuple[str, int], list[float]] = {}
+    runs = {"unwatched": ("migration", "none"), "watched": ("migration", "bare", "none")}
+    tps: dict[tuple[str, str, int], list[float]] = {}
+
+    def measure(mode: str, clients: int, cpus, options: str = "", key: str | None = None) -> None:
+        names = list(runs[mode])
+        for rep in range(reps):
+            for name in names if rep % 2 == 0 else list(reversed(names)):
+                b.server.execute(WRITE, *variants[name], "VACUUM public.global_stats", "CHECKPOINT")
+                r = h.pgbench(b.progs, dsn, script, clients=clients, seconds=secs, cpus=cpus,
+                              options=options)
+                if r.failed:
+                    raise BenchError(f"pgbench: {r.failed} failed transactions")
+                tps.setdefault((key or mode, name, clients), []).append(r.tps)
+
     try:
         for clients in (1, 8):
-            names = list(variants)
             with b.pinned() if clients == 1 else nullcontext() as cpus:
-                for rep in range(reps):
-                    order = names if rep % 2 == 0 else list(reversed(names))
-                    for name in order:
-                        b.server.execute(WRITE, *variants[name], "VACUUM public.global_stats", "CHECKPOINT")
-                        r = h.pgbench(b.progs, dsn, script, clients=clients, seconds=secs, cpus=cpus)
-                        if r.failed:
-                            raise BenchError(f"pgbench: {r.failed} failed transactions")
-                        tps.setdefault((name, clients), []).append(r.tps)
+                measure("unwatched", clients, cpus)
+                with watcher(b, dsn):
+                    measure("watched", clients, cpus)
+        # The same where commits wait for the disk (PostgreSQL's default, and
+        # Supabase's): notifying commits are serialised while they flush.
+        if not b.args.quick:
+            with watcher(b, dsn):
+                measure("watched", 8, None, "-c synchronous_commit=on", key="watched_sync")
     finally:
         b.server.execute(WRITE, *variants["migration"])
-    # The same NOTIFY tax where commits wait for the disk (PostgreSQL's
-    # default, and Supabase's): notifying commits are serialised while they flush.
-    sync_on: dict[str, list[float]] = {}
-    try:
-        for rep in range(0 if b.args.quick else reps):
-            for name in ("migration", "none") if rep % 2 == 0 else ("none", "migration"):
-                b.server.execute(WRITE, *variants[name], "VACUUM public.global_stats", "CHECKPOINT")
-                r = h.pgbench(b.progs, dsn, script, clients=8, seconds=secs,
-                              options="-c synchronous_commit=on")
-                sync_on.setdefault(name, []).append(r.tps)
-    finally:
-        b.server.execute(WRITE, *variants["migration"])
-    for clients in (1, 8):
-        mig = median(tps[("migration", clients)])
-        bare = median(tps[("bare", clients)])
-        none = median(tps[("none", clients)])
-        f = b.fig(f"trigger_c{clients}", f"trigger overhead, {clients} client{'s' * (clients > 1)}",
-                  "/s", ">= 0.95")
-        f.detail["baseline_cmd"] = "the same with a bare pg_notify('global_stats', '') trigger"
+
+    def row(key, figure, target, mode, a, base, baseline_cmd, ok=None, clients=8):
+        f = b.fig(key, figure, "/s", target)
+        f.detail["baseline_cmd"] = baseline_cmd
         f.detail["pinned_to_one_cpu"] = clients == 1 and h.one_cpu() is not None
-        f.genisss, f.baseline, f.ratio = mig, bare, mig / bare
-        f.detail.update(samples={"migration": tps[("migration", clients)], "bare": tps[("bare", clients)]})
-        f.judge(f.ratio >= 0.95)
-        stretch = clients == 8
-        f = b.fig(f"tax_c{clients}", f"NOTIFY tax, {clients} client{'s' * (clients > 1)}", "/s",
-                  ">= 0.8 (stretch)" if stretch else "report")
-        f.detail["baseline_cmd"] = "the same with no trigger at all"
-        f.genisss, f.baseline, f.ratio = mig, none, mig / none
-        f.detail.update(samples={"migration": tps[("migration", clients)], "none": tps[("none", clients)]})
-        f.judge(f.ratio >= 0.8 if stretch else None)
-    if not sync_on:
-        return  # full run only
-    f = b.fig("tax_c8_sync", "NOTIFY tax, 8 clients, synchronous_commit = on", "/s", "report")
-    f.detail["baseline_cmd"] = "the same with no trigger at all; commits wait for the disk"
-    f.genisss, f.baseline = median(sync_on["migration"]), median(sync_on["none"])
-    f.ratio = f.genisss / f.baseline
-    f.detail.update(samples=sync_on)
-    f.judge(None)
+        ga, gb = tps[(mode, a, clients)], tps[(mode, base, clients)]
+        f.genisss, f.baseline = median(ga), median(gb)
+        f.ratio = f.genisss / f.baseline
+        f.detail.update(samples={a: ga, base: gb})
+        f.judge(ok(f.ratio) if ok else None)
+
+    for clients in (1, 8):
+        n = f"{clients} client{'s' * (clients > 1)}"
+        row(f"tax_c{clients}", f"NOTIFY tax, {n}, nobody watching",
+            ">= 0.8 (stretch)" if clients == 8 else "report", "unwatched", "migration", "none",
+            "the same with no trigger at all", (lambda r: r >= 0.8) if clients == 8 else None, clients)
+        row(f"trigger_c{clients}", f"trigger overhead, {n}, watched", ">= 0.95", "watched", "migration",
+            "bare", "the same with a bare pg_notify('global_stats', '') trigger, same watcher",
+            lambda r: r >= 0.95, clients)
+        row(f"tax_watched_c{clients}", f"NOTIFY tax, {n}, watched", "report", "watched", "migration",
+            "none", "the same with no trigger at all, same watcher", None, clients)
+    if ("watched_sync", "migration", 8) in tps:
+        row("tax_c8_sync", "NOTIFY tax, 8 clients, watched, synchronous_commit = on", "report",
+            "watched_sync", "migration", "none", "the same with no trigger at all; commits wait for the disk")
 
 
 def watch_latency(b: Bench) -> None:

@@ -21,6 +21,7 @@ TABLE = "public.global_stats"
 FUNCTIONS = ("increment_story_counter", "increment_audio_counter", "sync_story_counter")
 NOTIFY_FUNCTION = "public.global_stats_notify()"
 NOTIFY_TRIGGER = "global_stats_notify"
+WATCH_LOCK = 7450482557741921143  # migration 034's key; genisss_cli.watch.WATCH_LOCK
 API_ROLES = ("anon", "authenticated")  # the browser's roles: read, never write
 WORKER_ROLE = "service_role"  # the worker's role: may call the functions
 QUEUE_WARN = 0.5  # pg_notification_queue_usage() from which a warning is raised
@@ -512,20 +513,28 @@ def check_trigger(ctx: Context) -> CheckResult:
         return CheckResult(name, "fail", f"{NOTIFY_FUNCTION} is missing, so no NOTIFY is sent",
                            rerun_fix(ctx))
     rows = conn.execute("""
-        SELECT tgname, tgenabled, (tgtype & 1) <> 0 AND (tgtype & 16) <> 0 AND (tgtype & 66) = 0
+        SELECT tgname, tgenabled, (tgtype & 1) <> 0 AND (tgtype & 16) <> 0 AND (tgtype & 66) = 0,
+               pg_get_triggerdef(oid) LIKE %s
           FROM pg_trigger WHERE tgrelid = %s AND tgfoid = %s AND NOT tgisinternal ORDER BY tgname""",
-                        [ctx.table_oid, func]).fetchall()
-    good = [(t, enabled) for t, enabled, shape in rows if shape]
-    if any(enabled in ("O", "A") for _, enabled in good):
-        return CheckResult(name, "pass", f"{good[0][0]}: AFTER UPDATE FOR EACH ROW, enabled")
+                        [f"%WHEN ((NOT pg_try_advisory_xact_lock('{WATCH_LOCK}'::bigint)))%",
+                         ctx.table_oid, func]).fetchall()
+    good = [(t, enabled, gated) for t, enabled, shape, gated in rows if shape]
+    live = [(t, gated) for t, enabled, gated in good if enabled in ("O", "A")]
+    if live and (any(gated for _, gated in live) or ctx.revision != revisions.HEAD):
+        how = "only while watched" if any(gated for _, gated in live) else "on every update"
+        return CheckResult(name, "pass", f"{live[0][0]}: AFTER UPDATE FOR EACH ROW, enabled, notifies {how}")
+    if live:  # at head (034) yet notifying on every update: 034's trigger was replaced by hand
+        return CheckResult(name, "warn", f"{live[0][0]} notifies on every update, not only while watched "
+                           "(migration 034): every increment pays for a NOTIFY", RERUN_033)
     if good:
         t = good[0][0]
         state = "disabled" if good[0][1] == "D" else "enabled for replicas only"
         return CheckResult(name, "fail", f"trigger {t} is {state}: no NOTIFY on global_stats",
                            ctx.sql("ALTER TABLE public.global_stats ENABLE TRIGGER {}", t) + ";")
     fix = (f"DROP TRIGGER IF EXISTS {NOTIFY_TRIGGER} ON {TABLE};\n"
-           f"CREATE TRIGGER {NOTIFY_TRIGGER} AFTER UPDATE ON {TABLE} "
-           f"FOR EACH ROW EXECUTE FUNCTION {NOTIFY_FUNCTION};")
+           f"CREATE TRIGGER {NOTIFY_TRIGGER} AFTER UPDATE ON {TABLE} FOR EACH ROW "
+           f"WHEN (NOT pg_catalog.pg_try_advisory_xact_lock({WATCH_LOCK}))\n"
+           f"EXECUTE FUNCTION {NOTIFY_FUNCTION};")
     return CheckResult(name, "fail", "no AFTER UPDATE trigger runs global_stats_notify(): "
                        "genisss watch sees nothing", fix)
 

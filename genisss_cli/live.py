@@ -129,9 +129,10 @@ class Listener:
 
     def __init__(self, db, notifier_pid: int):
         from genisss_cli import db as dbmod
+        from genisss_cli.watch import listen
 
         self.conn = dbmod.connect(db, session=True)
-        self.conn.execute("LISTEN global_stats")
+        listen(self.conn)
         self.notifier_pid = notifier_pid
         self.arrived: float | None = None
         self.payload: str | None = None

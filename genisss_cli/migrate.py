@@ -304,7 +304,7 @@ def plan_downgrade(database, target: str = "-1") -> DowngradePlan:
                                "see: genisss migrate history") from None
         reverts = _between(current, dest) if current else []
         counters = None
-        if revisions.HEAD in reverts and conn.execute(
+        if revisions.REALTIME in reverts and conn.execute(
             "SELECT to_regclass('public.global_stats') IS NOT NULL"
         ).fetchone()[0]:
             row = conn.execute(
@@ -313,7 +313,9 @@ def plan_downgrade(database, target: str = "-1") -> DowngradePlan:
             ).fetchone()
             counters = {"total_stories": row[0], "total_audio_generations": row[1]} if row else {}
     drops = []
-    if revisions.HEAD in reverts:
+    if revisions.WATCHED in reverts and revisions.REALTIME not in reverts:
+        drops = ["trigger global_stats_notify's WHEN clause: it notifies on every update again"]
+    if revisions.REALTIME in reverts:
         drops = [
             "table public.global_stats (the counter row)",
             "functions increment_story_counter(), increment_audio_counter(), sync_story_counter()",

@@ -6,7 +6,9 @@ tests/test_migrate.py keeps this equal to Alembic's own head.
 """
 
 BASELINE = "baseline"
-HEAD = "033_global_stats_realtime"
+REALTIME = "033_global_stats_realtime"  # the counter's objects
+WATCHED = "034_notify_when_watched"  # NOTIFY only while a watcher holds the key
+HEAD = WATCHED
 VERSION_TABLE = "alembic_version"
 
 

@@ -2,7 +2,9 @@
 
 Migration 033's trigger NOTIFYs channel `global_stats` after every UPDATE of
 the row, with the new totals, `updated_at` and `sent_at` (the server's clock
-when the trigger ran, epoch seconds). This module has three parts:
+when the trigger ran, epoch seconds). Since 034 it does so only while a
+watcher holds WATCH_LOCK (listen() below): a watcher registers, then reads the
+row. This module has three parts:
 
 - events(db): the LISTEN loop, a generator of events. It fetches the row on
   every (re)connect (Snapshot), yields one Change per notification, reports
@@ -36,6 +38,11 @@ from genisss_cli.errors import Exit, GenisssError
 CHANNEL = "global_stats"
 # The channel name is a constant, never user input.
 LISTEN_SQL = "LISTEN global_stats"
+# Migration 034's trigger notifies only while some session holds this key in
+# share mode (see its docstring): the bytes of 'genisssw' as a bigint, not
+# migrate's own 'genisss', which a watcher would otherwise block.
+WATCH_LOCK = 7450482557741921143
+REGISTER_SQL = "SELECT pg_catalog.pg_advisory_lock_shared(7450482557741921143)"
 ROW_SQL = (
     "SELECT total_stories, total_audio_generations, updated_at "
     "FROM public.global_stats WHERE id = 'singleton'"
@@ -187,16 +194,27 @@ def read_row(conn) -> Row:
     return Row(int(found[0]), int(found[1]), found[2])
 
 
+def listen(conn) -> None:
+    """Register conn (an autocommit session) as a watcher: LISTEN, then take
+    WATCH_LOCK in share mode for the session. The lock waits for writers that
+    took the key before us (they did not notify) to commit, so a row read
+    after this returns has their changes, and every later change notifies.
+    Harmless on a 033 database, whose trigger notifies always."""
+    conn.execute(LISTEN_SQL)
+    conn.execute(REGISTER_SQL)
+
+
 def _open(db, wall, last: Row | None, reconnect: bool):
-    """Connect, LISTEN, then read the row: the connection, the Snapshot and the
-    changes that arrived meanwhile and are newer than the row."""
+    """Connect, register (LISTEN + WATCH_LOCK), then read the row: the
+    connection, the Snapshot and the changes that arrived meanwhile and are
+    newer than the row."""
     import psycopg
 
     from genisss_cli import db as dbm
 
     conn = dbm.connect(_target(db), session=True)
     try:
-        conn.execute(LISTEN_SQL)
+        listen(conn)
         row = read_row(conn)
         trigger = conn.execute(TRIGGER_SQL).fetchone()
         if not trigger or not trigger[0]:

@@ -365,7 +365,8 @@ class WatchReader:
 
 def assert_consistent(dsn: str) -> str | None:
     """alembic_version and migration 033's six objects agree: all there at
-    head, none below it (never a half-applied migration). The revision."""
+    033 and at head (034, whose trigger is the gated one), none below it
+    (never a half-applied migration). The revision."""
     from genisss_cli import revisions
 
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -376,5 +377,9 @@ def assert_consistent(dsn: str) -> str | None:
                     ('increment_story_counter', 'increment_audio_counter', 'sync_story_counter',
                      'global_stats_notify'))
                  + (SELECT count(*) FROM pg_trigger WHERE tgname = 'global_stats_notify')""").fetchone()[0]
-    assert objects == (6 if version == revisions.HEAD else 0), (version, objects)
+        gated = conn.execute("""
+            SELECT count(*) FROM pg_trigger WHERE tgname = 'global_stats_notify' AND tgqual IS NOT NULL
+            """).fetchone()[0]
+    assert objects == (6 if version in (revisions.REALTIME, revisions.HEAD) else 0), (version, objects)
+    assert gated == (version == revisions.HEAD), (version, gated)
     return version

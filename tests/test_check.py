@@ -264,7 +264,8 @@ def test_plain_postgres_skips_supabase_rows(migrated_db, genisss):
         assert rows[name]["status"] == "skipped", rows[name]
         assert any(w in rows[name]["detail"] for w in ("does not exist", "do not exist", "no supabase_realt"))
     assert rows["privileges: PUBLIC"]["status"] == "pass"
-    assert failing(rows) == set() and code == 0
+    expected = expected_failures(migrated_db.server)  # a fresh machine's server: wal_level = replica
+    assert failing(rows) == expected and code == (1 if expected else 0)
     assert rows["live: LISTEN"]["status"] == "pass"
 
 
@@ -439,8 +440,10 @@ def test_notify_queue_held_by_a_listener_in_a_transaction(supabase_migrated_db):
         listener.execute("LISTEN genisss_test_queue")
         listener.execute("BEGIN")
         listener.execute("SELECT 1")  # idle in transaction: it reads nothing
-        sender.execute("SELECT pg_notify('genisss_test_queue', repeat('x', 7000)) "
-                       "FROM generate_series(1, 10)")
+        # Distinct payloads: PostgreSQL folds identical ones in a transaction
+        # into one, and one 7 kB entry may not reach the next queue page.
+        sender.execute("SELECT pg_notify('genisss_test_queue', repeat('x', 7000) || g) "
+                       "FROM generate_series(1, 10) g")
         assert in_process(db)["notify queue"].status == "pass"  # far below 50%
         queue = in_process(db, queue_warn=1e-9)["notify queue"]
         assert queue.status == "warn"

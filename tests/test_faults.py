@@ -26,6 +26,7 @@ from reliability import (
 )
 
 from genisss_cli import migrate, revisions
+from genisss_cli.watch import listen
 
 SECRET = "Fault-Pa55word"
 GUARD = 60  # seconds: a command still running after this is hung (a guard, not a timing)
@@ -209,7 +210,7 @@ def test_server_stops_in_the_middle_of_bump(cluster, db, popen_genisss, genisss)
     Every increment that was acknowledged survives the crash (none is lost),
     none is counted twice, and a rerun adds exactly its count."""
     listener = psycopg.connect(db, autocommit=True)
-    listener.execute("LISTEN global_stats")
+    listen(listener)
     bump = popen_genisss("bump", "story", "--count", "1000000", dsn=db)
     wait_for(lambda: q(db, "SELECT total_stories >= 1000 FROM global_stats")[0], what="1000 bumps")
     seen = [json.loads(n.payload)["total_stories"] for n in listener.notifies(timeout=0.2)]

@@ -23,6 +23,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from reliability import WatchReader, run_cli, wait_for
 
 from genisss_cli import counters
+from genisss_cli.watch import listen as register_watcher
 
 # The Genisss worker (storyWorker.js), as far as the counter sees it: the story
 # is saved in one transaction, the increment runs in the next, and sometimes
@@ -72,7 +73,7 @@ def _cli(dsn: str, *args: str) -> subprocess.CompletedProcess:
 def run_load(db, popen_genisss, *, workers: int, per_worker: int, skip: float = 0.15) -> LoadReport:
     report = LoadReport(workers)
     listener = db.connect()
-    listener.execute("LISTEN global_stats")
+    register_watcher(listener)
     stop = threading.Event()
 
     def listen():
@@ -286,7 +287,7 @@ def test_migrate_down_while_a_watch_is_connected(migrated_db, popen_genisss, gen
     wait_for(lambda: watch.err, what="watch to connect")
     migrated_db.execute("SELECT increment_story_counter()")
     wait_for(lambda: watch.pairs, what="the first change")
-    r = genisss("migrate", "down", "--yes", "--lock-timeout", "5", dsn=migrated_db.dsn)
+    r = genisss("migrate", "down", "baseline", "--yes", "--lock-timeout", "5", dsn=migrated_db.dsn)
     assert r.code == 0 and "downgraded" in r.out, r.err
     assert migrated_db.scalar("SELECT to_regclass('public.global_stats')") is None
     r = genisss("migrate", "up", dsn=migrated_db.dsn)

@@ -1,5 +1,6 @@
 """migrate up/down/status/sql and the Supabase shape, on real PostgreSQL."""
 
+import json
 import subprocess
 import sys
 import time
@@ -14,13 +15,14 @@ from genisss_cli import migrate, revisions
 
 def test_head_constant_matches_alembic():
     assert migrate.head() == revisions.HEAD
-    assert migrate.ordered_revisions() == [revisions.BASELINE, revisions.HEAD]
+    assert migrate.ordered_revisions() == [revisions.BASELINE, revisions.REALTIME, revisions.WATCHED]
+    assert revisions.HEAD == revisions.WATCHED
 
 
 def test_up_down_up_round_trip_keeps_user_stories(fresh_db, genisss):
     r = genisss("migrate", "up", dsn=fresh_db.dsn)
     assert r.code == 0, r.err
-    assert "upgraded base -> 033_global_stats_realtime" in r.out
+    assert "upgraded base -> 034_notify_when_watched" in r.out
     fresh_db.execute("INSERT INTO user_stories (title) SELECT 'story' FROM generate_series(1, 5)")
     assert fresh_db.scalar("SELECT increment_story_counter()") == 1
 
@@ -46,7 +48,7 @@ def test_up_is_idempotent(migrated_db, genisss):
 def test_status_exit_codes_and_json(fresh_db, genisss):
     r = genisss("migrate", "status", "--json", dsn=fresh_db.dsn)
     assert r.code == 1  # a finding: pending migrations
-    assert '"pending": ["baseline", "033_global_stats_realtime"]' in r.out
+    assert '"pending": ["baseline", "033_global_stats_realtime", "034_notify_when_watched"]' in r.out
     assert genisss("migrate", "up", dsn=fresh_db.dsn).code == 0
     r = genisss("migrate", "status", dsn=fresh_db.dsn)
     assert r.code == 0 and "up to date" in r.out
@@ -57,6 +59,18 @@ def test_down_asks_and_shows_what_is_lost(migrated_db, genisss):
     r = genisss("migrate", "down", dsn=migrated_db.dsn)  # no terminal, no --yes
     assert r.code == 2
     assert "--yes" in r.err and len(r.err.strip().splitlines()) == 1
+    assert migrated_db.scalar("SELECT total_stories FROM global_stats") == 7
+
+    # One step down is 034: the trigger notifies on every update again, nothing is lost.
+    r = genisss("migrate", "down", "--dry-run", "--json", dsn=migrated_db.dsn)
+    assert r.code == 0
+    plan = json.loads(r.out)
+    assert plan["reverts"] == [revisions.WATCHED] and plan["counters"] is None
+    assert plan["drops"] == ["trigger global_stats_notify's WHEN clause: it notifies on every update again"]
+    r = genisss("migrate", "down", "--yes", dsn=migrated_db.dsn)
+    assert r.code == 0, r.err
+    assert migrated_db.scalar("SELECT version_num FROM alembic_version") == revisions.REALTIME
+    assert migrated_db.scalar("SELECT tgqual IS NULL FROM pg_trigger WHERE tgname = 'global_stats_notify'")
     assert migrated_db.scalar("SELECT total_stories FROM global_stats") == 7
 
     r = genisss("migrate", "down", "--dry-run", dsn=migrated_db.dsn)

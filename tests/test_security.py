@@ -16,6 +16,8 @@ import pytest
 from psycopg import sql
 from reliability import COMMAND_ARGS, EXIT_CODES, commands, run_cli, with_password
 
+from genisss_cli.watch import listen
+
 API_ROLES = ["anon", "authenticated"]
 COUNTER_FUNCTIONS = [
     "public.increment_story_counter()",
@@ -259,7 +261,8 @@ def test_functions_ignore_a_hostile_search_path(supabase_migrated_db, caller):
     for statement in HOSTILE:
         db.execute(statement)
     db.execute("INSERT INTO public.user_stories (title) VALUES ('a'), ('b'), ('c')")
-    with db.connect() as conn:
+    with db.connect() as conn, db.connect() as watcher:
+        listen(watcher)  # a watcher in its own session: migration 034 notifies only then
         if caller:
             conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(caller)))
         conn.execute(HOSTILE_PATH)
@@ -271,13 +274,12 @@ def test_functions_ignore_a_hostile_search_path(supabase_migrated_db, caller):
         # (the temporary table, counted by evil.count, which adds 1000 a row).
         assert conn.execute("SELECT count(*) FROM user_stories").fetchone()[0] == 1000
         assert conn.execute("SELECT 5::bigint + 1").fetchone()[0] == 4
-        conn.execute("LISTEN global_stats")
 
         assert conn.execute("SELECT public.increment_story_counter()").fetchone()[0] == 1
         assert conn.execute("SELECT public.increment_story_counter()").fetchone()[0] == 2
         assert conn.execute("SELECT public.increment_audio_counter()").fetchone()[0] == 1
         assert conn.execute("SELECT * FROM public.sync_story_counter()").fetchone() == (2, 3, 1)
-        notes = [json.loads(n.payload) for n in conn.notifies(timeout=1, stop_after=4)]
+        notes = [json.loads(n.payload) for n in watcher.notifies(timeout=1, stop_after=4)]
         assert [n["total_stories"] for n in notes] == [1, 2, 2, 3]
         assert [n["total_audio_generations"] for n in notes] == [0, 0, 1, 1]
         assert all(n["sent_at"] > 1e9 for n in notes)  # the real clock_timestamp()

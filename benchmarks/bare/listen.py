@@ -15,6 +15,7 @@ import psycopg
 
 conn = psycopg.connect(sys.argv[1], autocommit=True)
 conn.execute("LISTEN global_stats")
+conn.execute("SELECT pg_advisory_lock_shared(7450482557741921143)")  # migration 034: register as a watcher
 out = sys.stdout
 for note in conn.notifies():
     received = time.time()
