@@ -129,3 +129,32 @@ def test_gating_in_the_supabase_shape(supabase_migrated_db, caller):
         writer.execute(INCREMENT)
         writer.execute("SELECT public.increment_audio_counter()")
         assert drain(watcher) == [2, 2] and time.monotonic() - t0 < 30
+
+
+def test_the_backlog_is_split_by_transaction_not_by_value(migrated_db):
+    """The row is read at (5, 0); then the counter is set to 4 and bumped back
+    to 5. Matching values would take the last (5, 0) for the row itself and
+    drop both later changes; 034's xid and the row's snapshot keep them."""
+    migrated_db.execute("UPDATE global_stats SET total_stories = 4")
+    with migrated_db.connect() as watcher, migrated_db.connect() as writer:
+        watch.listen(watcher)
+        writer.execute(INCREMENT)  # (5, 0): committed before the read
+        row, snapshot = watch._read_row_and_snapshot(watcher)
+        assert row.values == (5, 0)
+        writer.execute("UPDATE global_stats SET total_stories = 4")
+        writer.execute(INCREMENT)  # (5, 0) again, after the read
+        now = time.time()
+        backlog = [watch.parse_change(n.payload, now) for n in watcher.notifies(timeout=0.5)]
+        assert [ch.total_stories for ch in backlog] == [5, 4, 5]
+        assert all(ch.xid for ch in backlog)
+        assert [ch.total_stories for ch in watch.unseen(backlog, row, snapshot)] == [4, 5]
+        # 033's payload has no xid: the value match is all there is.
+        old = [watch.Change(ch.total_stories, 0, row.updated_at, now, None) for ch in backlog]
+        assert watch.unseen(old, row, snapshot) == []
+
+
+def test_snapshot_visibility():
+    assert watch.visible(99, "100:105:")
+    assert watch.visible(101, "100:105:102,104")
+    assert not watch.visible(102, "100:105:102,104")
+    assert not watch.visible(105, "100:105:")
