@@ -132,7 +132,11 @@ class Listener:
         from genisss_cli.watch import listen
 
         self.conn = dbmod.connect(db, session=True)
-        listen(self.conn)
+        try:
+            listen(self.conn)
+        except BaseException:
+            self.conn.close()
+            raise
         self.notifier_pid = notifier_pid
         self.arrived: float | None = None
         self.payload: str | None = None

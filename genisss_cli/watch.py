@@ -43,6 +43,15 @@ LISTEN_SQL = "LISTEN global_stats"
 # migrate's own 'genisss', which a watcher would otherwise block.
 WATCH_LOCK = 7450482557741921143
 REGISTER_SQL = "SELECT pg_catalog.pg_advisory_lock_shared(7450482557741921143)"
+# Registering waits for writers that changed the row unwatched to commit: a
+# moment, unless a transaction that changed it stays open. Then say who.
+REGISTER_TIMEOUT = 10.0
+# The key's holders: a bigint key is (classid, objid) = (high, low) 32 bits, objsubid 1.
+HOLDERS_SQL = """
+    SELECT string_agg(pid::text, ', ' ORDER BY pid) FROM pg_catalog.pg_locks
+     WHERE locktype = 'advisory' AND granted AND mode = 'ExclusiveLock'
+       AND database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
+       AND classid = 1734700649 AND objid = 1936946039 AND objsubid = 1"""
 # pg_current_snapshot(): the snapshot the row was read in, to tell which
 # notifications (by their payload's xid) it already holds.
 ROW_SQL = (
@@ -240,14 +249,29 @@ def _read_row_and_snapshot(conn) -> tuple[Row, str]:
     return Row(int(found[0]), int(found[1]), found[2]), found[3]
 
 
-def listen(conn) -> None:
+def listen(conn, timeout: float = REGISTER_TIMEOUT) -> None:
     """Register conn (an autocommit session) as a watcher: LISTEN, then take
     WATCH_LOCK in share mode for the session. The lock waits for writers that
     took the key before us (they did not notify) to commit, so a row read
     after this returns has their changes, and every later change notifies.
-    Harmless on a 033 database, whose trigger notifies always."""
+    Harmless on a 033 database, whose trigger notifies always. Waiting longer
+    than timeout seconds raises GenisssError (TIMEOUT) naming the holders."""
+    from psycopg import errors
+
     conn.execute(LISTEN_SQL)
-    conn.execute(REGISTER_SQL)
+    before = conn.execute("SELECT pg_catalog.current_setting('lock_timeout')").fetchone()[0]
+    conn.execute("SELECT pg_catalog.set_config('lock_timeout', %s, false)", [f"{int(timeout * 1000)}ms"])
+    try:
+        conn.execute(REGISTER_SQL)
+    except errors.LockNotAvailable:
+        holders = conn.execute(HOLDERS_SQL).fetchone()[0] or "?"
+        raise GenisssError(
+            Exit.TIMEOUT,
+            f"waited {timeout:g} s to register as a watcher: the transaction of backend pid {holders} "
+            "changed global_stats and has not ended",
+            "end that transaction (or SELECT pg_terminate_backend(pid)), then retry") from None
+    finally:
+        conn.execute("SELECT pg_catalog.set_config('lock_timeout', %s, false)", [before])
 
 
 def _open(db, wall, last: Row | None, reconnect: bool):

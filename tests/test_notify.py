@@ -158,3 +158,22 @@ def test_snapshot_visibility():
     assert watch.visible(101, "100:105:102,104")
     assert not watch.visible(102, "100:105:102,104")
     assert not watch.visible(105, "100:105:")
+
+
+def test_registering_behind_an_open_transaction_times_out_naming_it(migrated_db):
+    """A session changed the row unwatched and stays in its transaction: the
+    watcher cannot know whether that change is in the row until it ends, so
+    it waits, and after the timeout says which backend to look at."""
+    from genisss_cli.errors import Exit, GenisssError
+
+    with migrated_db.connect() as writer, migrated_db.connect() as watcher:
+        writer.execute("BEGIN")
+        writer.execute(INCREMENT)
+        with pytest.raises(GenisssError) as caught:
+            watch.listen(watcher, timeout=0.3)
+        assert caught.value.code == Exit.TIMEOUT
+        assert f"backend pid {writer.info.backend_pid} " in caught.value.message
+        assert watcher.execute("SHOW lock_timeout").fetchone()[0] == "0"  # restored
+        writer.execute("COMMIT")
+        watch.listen(watcher, timeout=0.3)  # now at once
+        assert watch.read_row(watcher).total_stories == 1
