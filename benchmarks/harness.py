@@ -391,6 +391,17 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
+def reaped_cpu_seconds(pid: int) -> float | None:
+    """cutime + cstime: the CPU of pid's children that have exited and been
+    reaped. For the postmaster: every backend that has disconnected. CPU time
+    hardly moves with what else the machine runs, unlike throughput."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+
+
 # -- a terminal ----------------------------------------------------------------------------
 
 

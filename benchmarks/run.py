@@ -333,17 +333,27 @@ def trigger(b: Bench) -> None:
     }
     runs = {"unwatched": ("migration", "none"), "watched": ("migration", "bare", "none")}
     tps: dict[tuple[str, str, int], list[float]] = {}
+    cpu: dict[tuple[str, str, int], list[float]] = {}  # server CPU per transaction, microseconds
+
+    def reaped() -> float | None:
+        time.sleep(0.2)  # let the postmaster reap the backends that just ended
+        return h.reaped_cpu_seconds(b.server.pid) if b.server.pid else None
 
     def measure(mode: str, clients: int, cpus, options: str = "", key: str | None = None) -> None:
         names = list(runs[mode])
         for rep in range(reps):
             for name in names if rep % 2 == 0 else list(reversed(names)):
                 b.server.execute(WRITE, *variants[name], "VACUUM public.global_stats", "CHECKPOINT")
+                before = reaped()
                 r = h.pgbench(b.progs, dsn, script, clients=clients, seconds=secs, cpus=cpus,
                               options=options)
+                after = reaped()
                 if r.failed:
                     raise BenchError(f"pgbench: {r.failed} failed transactions")
                 tps.setdefault((key or mode, name, clients), []).append(r.tps)
+                if before is not None and after is not None and r.transactions:
+                    cpu.setdefault((key or mode, name, clients), []).append(
+                        (after - before) / r.transactions * 1e6)
 
     try:
         for clients in (1, 8):
@@ -379,6 +389,22 @@ def trigger(b: Bench) -> None:
             lambda r: r >= 0.95, clients)
         row(f"tax_watched_c{clients}", f"NOTIFY tax, {n}, watched", "report", "watched", "migration",
             "none", "the same with no trigger at all, same watcher", None, clients)
+    # The same runs in server CPU per increment (the backends' user + system
+    # time): steadier than throughput on a shared machine; a ratio of costs,
+    # inverted so that, like the rows above, 1.0 is "as cheap as the baseline".
+    for mode, a, base, label in (("unwatched", "migration", "none", "nobody watching, vs no trigger"),
+                                 ("watched", "migration", "bare", "watched, vs the bare trigger")):
+        for clients in (1, 8):
+            ga, gb = cpu.get((mode, a, clients)), cpu.get((mode, base, clients))
+            if not ga or not gb:
+                continue
+            f = b.fig(f"cpu_{mode}_c{clients}", f"server CPU per increment, {clients} client"
+                      f"{'s' * (clients > 1)}, {label}", "us", "report")
+            f.detail["baseline_cmd"] = f"the same runs as the throughput rows, variant {base!r}"
+            f.genisss, f.baseline = median(ga), median(gb)
+            f.ratio = f.baseline / f.genisss
+            f.detail.update(samples={a: ga, base: gb}, ratio_is="baseline / genisss")
+            f.judge(None)
     if ("watched_sync", "migration", 8) in tps:
         row("tax_c8_sync", "NOTIFY tax, 8 clients, watched, synchronous_commit = on", "report",
             "watched_sync", "migration", "none", "the same with no trigger at all; commits wait for the disk")
@@ -610,6 +636,8 @@ def fmt(value, unit: str) -> str:
         return f"{value:,.0f}/s"
     if unit == "changes":
         return f"{value:,.0f}"
+    if unit == "us":
+        return f"{value:,.1f} µs"
     return str(value)
 
 
