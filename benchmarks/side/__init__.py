@@ -1,0 +1,1 @@
+"""Side measurements quoted in docs/performance.md: run by hand, not by the suite."""
