@@ -22,6 +22,7 @@ from benchmarks import harness as h  # noqa: E402
 
 COUNTS = """'{"total_stories":' || r.total_stories
           || ',"total_audio_generations":' || r.total_audio_generations"""
+KEY = 7450482557741921143  # migration 034's
 P034 = COUNTS + """ || ',"xid":' || pg_current_xact_id()
           || ',"sent_at":' || date_part('epoch', clock_timestamp()) || '}'"""
 P033 = COUNTS + """ || ',"updated_at":' || to_json(r.updated_at)
@@ -33,7 +34,14 @@ FORMS = {
     "034: payload := ...; PERFORM f(payload)": f"v := {P034}; PERFORM pg_catalog.octet_length(v);",
     "034's payload alone (assignment)": f"v := {P034};",
     "033's payload alone (assignment)": f"v := {P033};",
+    # 034's gate. Nobody watching, each writer's try succeeds and its commit
+    # releases the key: a session-level lock and unlock stand in for that.
+    # Watched (WATCHED below: another session holds the key shared), it fails.
+    "gate, nobody watching (try + unlock)":
+        f"b := pg_try_advisory_lock({KEY}); b := pg_advisory_unlock({KEY});",
+    "gate, watched (the try fails)": f"b := pg_try_advisory_xact_lock({KEY});",
 }
+WATCHED = "gate, watched (the try fails)"
 N = 200_000
 ROUNDS = 7
 
@@ -43,7 +51,7 @@ def function_sql() -> str:
                          for i, body in enumerate(FORMS.values()))
     return f"""
 CREATE FUNCTION pg_temp.body_cost(k int, n int) RETURNS float8 LANGUAGE plpgsql AS $$
-DECLARE r record; v text; t0 timestamptz;
+DECLARE r record; v text; b boolean; t0 timestamptz;
 BEGIN
   SELECT * INTO r FROM public.global_stats WHERE id = 'singleton';
   t0 := clock_timestamp();
@@ -59,13 +67,17 @@ def main() -> int:
     try:
         server.execute("postgres", "CREATE DATABASE side")
         h.migrate(server.dsn_for("side"))
-        with server.connect("side") as conn:
+        with server.connect("side") as conn, server.connect("side") as watcher:
             conn.execute(function_sql())
             names = list(FORMS)
             samples: dict[str, list[float]] = {name: [] for name in names}
             for rnd in range(ROUNDS):
                 for k in (range(len(names)) if rnd % 2 == 0 else reversed(range(len(names)))):
+                    if names[k] == WATCHED:
+                        watcher.execute(f"SELECT pg_advisory_lock_shared({KEY})")
                     row = conn.execute("SELECT pg_temp.body_cost(%s, %s)", [k, N]).fetchone()
+                    if names[k] == WATCHED:
+                        watcher.execute(f"SELECT pg_advisory_unlock_shared({KEY})")
                     samples[names[k]].append(row[0])
         for name in names:
             values = samples[name]
