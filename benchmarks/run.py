@@ -289,22 +289,31 @@ DRAIN = """import sys, psycopg
 conn = psycopg.connect(sys.argv[1], autocommit=True)
 conn.execute("LISTEN global_stats")
 conn.execute("SELECT pg_advisory_lock_shared(%d)")
-print("ready", flush=True)
+print("ready", conn.info.backend_pid, flush=True)
 for _ in conn.notifies():
     pass
 """
 
 
 @contextmanager
-def watcher(b: Bench, dsn: str):
+def watcher(b: Bench, dsn: str, pinned: set[int] | None = None):
+    """With pinned (the 1-client runs' CPU), the watcher and its backend run
+    on the other CPUs, so that the writer's figures are the writer's work."""
     from genisss_cli.watch import WATCH_LOCK
 
     script = b.script("drain.py", DRAIN % WATCH_LOCK)
     proc = subprocess.Popen([b.progs.python, str(script), dsn], env=b.progs.env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     try:
-        if proc.stdout.readline().strip() != "ready":
+        ready = proc.stdout.readline().split()
+        if not ready or ready[0] != "ready":
             raise BenchError("the draining watcher did not start")
+        others = None
+        if pinned and hasattr(os, "sched_getaffinity"):
+            others = set(os.sched_getaffinity(0)) - pinned
+        if others:
+            h.set_affinity(proc.pid, others)
+            h.set_affinity(int(ready[1]), others)
         yield proc
     finally:
         proc.terminate()
@@ -359,7 +368,7 @@ def trigger(b: Bench) -> None:
         for clients in (1, 8):
             with b.pinned() if clients == 1 else nullcontext() as cpus:
                 measure("unwatched", clients, cpus)
-                with watcher(b, dsn):
+                with watcher(b, dsn, cpus):
                     measure("watched", clients, cpus)
         # The same where commits wait for the disk (PostgreSQL's default, and
         # Supabase's): notifying commits are serialised while they flush.

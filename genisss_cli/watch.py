@@ -152,9 +152,15 @@ def parse_timestamp(value) -> datetime | None:
 
 
 def parse_change(payload: str, received_at: float) -> Change | None:
-    """The trigger's JSON payload as a Change; None for a payload that is not one."""
+    """The trigger's JSON payload as a Change; None for a payload that is not one.
+    034's: {"s": stories, "a": audio, "x": xid, "t": sent_at} (short keys: the
+    queue entry's size is what a watched NOTIFY costs, docs/performance.md);
+    033's: {"total_stories", "total_audio_generations", "updated_at", "sent_at"}."""
     try:
         d = json.loads(payload)
+        if "s" in d:
+            d = {"total_stories": d["s"], "total_audio_generations": d["a"], "xid": d.get("x"),
+                 "sent_at": d.get("t")}
         stories = int(d["total_stories"])
         audio = int(d["total_audio_generations"])
     except (ValueError, KeyError, TypeError, OverflowError):  # any login may NOTIFY this channel:

@@ -26,7 +26,7 @@ from reliability import (
 )
 
 from genisss_cli import migrate, revisions
-from genisss_cli.watch import listen
+from genisss_cli.watch import listen, parse_change
 
 SECRET = "Fault-Pa55word"
 GUARD = 60  # seconds: a command still running after this is hung (a guard, not a timing)
@@ -213,7 +213,7 @@ def test_server_stops_in_the_middle_of_bump(cluster, db, popen_genisss, genisss)
     listen(listener)
     bump = popen_genisss("bump", "story", "--count", "1000000", dsn=db)
     wait_for(lambda: q(db, "SELECT total_stories >= 1000 FROM global_stats")[0], what="1000 bumps")
-    seen = [json.loads(n.payload)["total_stories"] for n in listener.notifies(timeout=0.2)]
+    seen = [parse_change(n.payload, 0).total_stories for n in listener.notifies(timeout=0.2)]
     cluster.crash()
     code, _out, err = finish(bump)
     assert code == 4 and "connection" in one_line(err), err

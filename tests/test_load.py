@@ -24,6 +24,7 @@ from reliability import WatchReader, run_cli, wait_for
 
 from genisss_cli import counters
 from genisss_cli.watch import listen as register_watcher
+from genisss_cli.watch import parse_change
 
 # The Genisss worker (storyWorker.js), as far as the counter sees it: the story
 # is saved in one transaction, the increment runs in the next, and sometimes
@@ -79,8 +80,8 @@ def run_load(db, popen_genisss, *, workers: int, per_worker: int, skip: float = 
     def listen():
         while not stop.is_set():
             for n in listener.notifies(timeout=0.2):
-                d = json.loads(n.payload)
-                report.notifications.append((d["total_stories"], d["total_audio_generations"]))
+                ch = parse_change(n.payload, 0)
+                report.notifications.append((ch.total_stories, ch.total_audio_generations))
 
     def sync_once():
         r = _cli(db.dsn, "sync", "--json")

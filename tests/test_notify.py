@@ -21,7 +21,7 @@ INCREMENT = "SELECT public.increment_story_counter()"
 
 
 def drain(conn, timeout: float = 0.3) -> list[int]:
-    return [json.loads(n.payload)["total_stories"] for n in conn.notifies(timeout=timeout)]
+    return [watch.parse_change(n.payload, 0).total_stories for n in conn.notifies(timeout=timeout)]
 
 
 def test_no_notify_without_a_watcher(migrated_db):
