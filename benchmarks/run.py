@@ -41,13 +41,10 @@ FULL = {
     "burst_seconds": 10,
     "big_rows": 10_000_000, "drift_n": 7,
 }
-QUICK = {
-    "startup_n": 5, "oneshot_n": 3, "small_rows": 1_000,
-    "bump_count": 5_000, "bump_n": 1,
-    "pgbench_seconds": 1, "pgbench_n": 1,
-    "watch_rate": 200, "watch_seconds": 1.5, "watch_rounds": 1,
-    "burst_seconds": 3,
-    "big_rows": 1_000_000, "drift_n": 3,
+QUICK = FULL | {
+    "startup_n": 5, "oneshot_n": 3, "bump_count": 5_000, "bump_n": 1,
+    "pgbench_seconds": 1, "pgbench_n": 1, "watch_seconds": 1.5, "watch_rounds": 1,
+    "burst_seconds": 3, "big_rows": 1_000_000, "drift_n": 3,
 }
 
 INCREMENT = "SELECT public.increment_story_counter();\n"
@@ -299,7 +296,7 @@ for _ in conn.notifies():
 def watcher(b: Bench, dsn: str, pinned: set[int] | None = None):
     """With pinned (the 1-client runs' CPU), the watcher and its backend run
     on the other CPUs, so that the writer's figures are the writer's work."""
-    from genisss_cli.watch import WATCH_LOCK
+    from genisss_cli.revisions import WATCH_LOCK
 
     script = b.script("drain.py", DRAIN % WATCH_LOCK)
     proc = subprocess.Popen([b.progs.python, str(script), dsn], env=b.progs.env, text=True,

@@ -21,7 +21,6 @@ TABLE = "public.global_stats"
 FUNCTIONS = ("increment_story_counter", "increment_audio_counter", "sync_story_counter")
 NOTIFY_FUNCTION = "public.global_stats_notify()"
 NOTIFY_TRIGGER = "global_stats_notify"
-WATCH_LOCK = 7450482557741921143  # migration 034's key; genisss_cli.watch.WATCH_LOCK
 API_ROLES = ("anon", "authenticated")  # the browser's roles: read, never write
 WORKER_ROLE = "service_role"  # the worker's role: may call the functions
 QUEUE_WARN = 0.5  # pg_notification_queue_usage() from which a warning is raised
@@ -516,7 +515,7 @@ def check_trigger(ctx: Context) -> CheckResult:
         SELECT tgname, tgenabled, (tgtype & 1) <> 0 AND (tgtype & 16) <> 0 AND (tgtype & 66) = 0,
                pg_get_triggerdef(oid) LIKE %s
           FROM pg_trigger WHERE tgrelid = %s AND tgfoid = %s AND NOT tgisinternal ORDER BY tgname""",
-                        [f"%WHEN ((NOT pg_try_advisory_xact_lock('{WATCH_LOCK}'::bigint)))%",
+                        [f"%WHEN ((NOT pg_try_advisory_xact_lock('{revisions.WATCH_LOCK}'::bigint)))%",
                          ctx.table_oid, func]).fetchall()
     good = [(t, enabled, gated) for t, enabled, shape, gated in rows if shape]
     live = [(t, gated) for t, enabled, gated in good if enabled in ("O", "A")]
@@ -533,7 +532,7 @@ def check_trigger(ctx: Context) -> CheckResult:
                            ctx.sql("ALTER TABLE public.global_stats ENABLE TRIGGER {}", t) + ";")
     fix = (f"DROP TRIGGER IF EXISTS {NOTIFY_TRIGGER} ON {TABLE};\n"
            f"CREATE TRIGGER {NOTIFY_TRIGGER} AFTER UPDATE ON {TABLE} FOR EACH ROW "
-           f"WHEN (NOT pg_catalog.pg_try_advisory_xact_lock({WATCH_LOCK}))\n"
+           f"WHEN (NOT pg_catalog.pg_try_advisory_xact_lock({revisions.WATCH_LOCK}))\n"
            f"EXECUTE FUNCTION {NOTIFY_FUNCTION};")
     return CheckResult(name, "fail", "no AFTER UPDATE trigger runs global_stats_notify(): "
                        "genisss watch sees nothing", fix)

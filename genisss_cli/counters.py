@@ -263,11 +263,9 @@ class _Prepared:
 
     def _no_answer(self):
         """A server silent for the query timeout: as db.connect's waits do, give up on it."""
-        import psycopg
+        from genisss_cli import db
 
-        self._pgconn.finish()  # its state is unknown: never reuse it
-        raise psycopg.OperationalError(
-            f"no answer from the server within {self._timeout:g} s (GENISSS_QUERY_TIMEOUT)")
+        raise db.silent_server(self._pgconn, self._timeout)
 
     def _cancel(self) -> None:
         try:
@@ -499,8 +497,10 @@ def sync(conn, *, dry_run: bool = False, if_drift: bool = False,
                               dry_run=dry_run, skipped=not dry_run)
     # An UndefinedFunction here becomes NOT_MIGRATED, a lock timeout TIMEOUT,
     # in db.translate().
+    from genisss_cli import db
+
     with conn.transaction():
-        conn.execute("SELECT set_config('lock_timeout', %s, true)", [f"{int(lock_timeout * 1000)}ms"])
+        db.set_lock_timeout(conn, lock_timeout)
         old, new, diff = conn.execute(SYNC_SQL).fetchone()
     if old is None:
         raise GenisssError(Exit.NOT_MIGRATED, "global_stats has no 'singleton' row", _NO_ROW_HINT)

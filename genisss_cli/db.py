@@ -117,13 +117,25 @@ def _connection_class():
             try:
                 return super().wait(gen, interval=interval, timeout=self.answer_timeout)
             except wait_timeout:
-                self.pgconn.finish()  # its state is unknown: never reuse it
-                raise psycopg.OperationalError(
-                    f"no answer from the server within {self.answer_timeout:g} s "
-                    "(GENISSS_QUERY_TIMEOUT)") from None
+                raise silent_server(self.pgconn, self.answer_timeout) from None
 
     _CONNECTION_CLASS = Connection
     return Connection
+
+
+def silent_server(pgconn, timeout: float):
+    """A server that did not answer for `timeout` seconds: close the libpq
+    connection (its state is unknown: never reuse it) and return the error
+    that makes the command fail as on a lost connection (exit 4)."""
+    import psycopg
+
+    pgconn.finish()
+    return psycopg.OperationalError(f"no answer from the server within {timeout:g} s (GENISSS_QUERY_TIMEOUT)")
+
+
+def set_lock_timeout(conn, seconds: float) -> None:
+    """lock_timeout for the rest of conn's current transaction (SET LOCAL)."""
+    conn.execute("SELECT pg_catalog.set_config('lock_timeout', %s, true)", [f"{int(seconds * 1000)}ms"])
 
 
 def connect_error(db: Database, exc: Exception) -> GenisssError:

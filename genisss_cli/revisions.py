@@ -9,6 +9,9 @@ BASELINE = "baseline"
 REALTIME = "033_global_stats_realtime"  # the counter's objects
 WATCHED = "034_notify_when_watched"  # NOTIFY only while a watcher holds the key
 HEAD = WATCHED
+# 034's key: its trigger notifies only while a watcher holds it shared
+# ('genisssw' as a bigint; migrate's own lock is 'genisss').
+WATCH_LOCK = 7450482557741921143
 VERSION_TABLE = "alembic_version"
 
 

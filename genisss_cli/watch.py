@@ -1,10 +1,10 @@
 """`genisss watch`: the counter as it changes, through LISTEN/NOTIFY.
 
 Migration 033's trigger NOTIFYs channel `global_stats` after every UPDATE of
-the row, with the new totals, `updated_at` and `sent_at` (the server's clock
-when the trigger ran, epoch seconds). Since 034 it does so only while a
-watcher holds WATCH_LOCK (listen() below): a watcher registers, then reads the
-row. This module has three parts:
+the row, with the new totals and the server's clock when the trigger ran
+(parse_change() reads 033's payload and 034's). Since 034 it does so only
+while a watcher holds WATCH_LOCK (listen() below): a watcher registers, then
+reads the row. This module has three parts:
 
 - events(db): the LISTEN loop, a generator of events. It fetches the row on
   every (re)connect (Snapshot), yields one Change per notification, reports
@@ -34,24 +34,23 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from genisss_cli.errors import Exit, GenisssError
+from genisss_cli.revisions import WATCH_LOCK
 
 CHANNEL = "global_stats"
 # The channel name is a constant, never user input.
 LISTEN_SQL = "LISTEN global_stats"
-# Migration 034's trigger notifies only while some session holds this key in
-# share mode (see its docstring): the bytes of 'genisssw' as a bigint, not
-# migrate's own 'genisss', which a watcher would otherwise block.
-WATCH_LOCK = 7450482557741921143
-REGISTER_SQL = "SELECT pg_catalog.pg_advisory_lock_shared(7450482557741921143)"
+# Migration 034's trigger notifies only while some session holds WATCH_LOCK
+# in share mode (see its docstring).
+REGISTER_SQL = f"SELECT pg_catalog.pg_advisory_lock_shared({WATCH_LOCK})"
 # Registering waits for writers that changed the row unwatched to commit: a
 # moment, unless a transaction that changed it stays open. Then say who.
 REGISTER_TIMEOUT = 10.0
 # The key's holders: a bigint key is (classid, objid) = (high, low) 32 bits, objsubid 1.
-HOLDERS_SQL = """
+HOLDERS_SQL = f"""
     SELECT string_agg(pid::text, ', ' ORDER BY pid) FROM pg_catalog.pg_locks
      WHERE locktype = 'advisory' AND granted AND mode = 'ExclusiveLock'
        AND database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
-       AND classid = 1734700649 AND objid = 1936946039 AND objsubid = 1"""
+       AND classid = {WATCH_LOCK >> 32} AND objid = {WATCH_LOCK & 0xFFFFFFFF} AND objsubid = 1"""
 # pg_current_snapshot(): the snapshot the row was read in, to tell which
 # notifications (by their payload's xid) it already holds.
 ROW_SQL = (
@@ -241,17 +240,15 @@ def _target(db):
 
 def read_row(conn) -> Row:
     """The singleton row (watch's own read; counters.read_row serves the other commands)."""
+    return _read_row_and_snapshot(conn)[0]
+
+
+def _read_row_and_snapshot(conn) -> tuple[Row, str]:
+    """The row and the snapshot it was read in (pg_current_snapshot() as text)."""
     found = conn.execute(ROW_SQL).fetchone()
     if found is None:
         raise GenisssError(Exit.NOT_MIGRATED, "global_stats has no 'singleton' row",
                            "run: genisss migrate up (it puts the row back)")
-    return Row(int(found[0]), int(found[1]), found[2])
-
-
-def _read_row_and_snapshot(conn) -> tuple[Row, str]:
-    found = conn.execute(ROW_SQL).fetchone()
-    if found is None:
-        read_row(conn)  # raises the NOT_MIGRATED error
     return Row(int(found[0]), int(found[1]), found[2]), found[3]
 
 
@@ -264,11 +261,15 @@ def listen(conn, timeout: float = REGISTER_TIMEOUT) -> None:
     than timeout seconds raises GenisssError (TIMEOUT) naming the holders."""
     from psycopg import errors
 
+    from genisss_cli import db
+
     conn.execute(LISTEN_SQL)
-    before = conn.execute("SELECT pg_catalog.current_setting('lock_timeout')").fetchone()[0]
-    conn.execute("SELECT pg_catalog.set_config('lock_timeout', %s, false)", [f"{int(timeout * 1000)}ms"])
     try:
-        conn.execute(REGISTER_SQL)
+        # A session lock outlives the transaction it was taken in; the
+        # timeout does not.
+        with conn.transaction():
+            db.set_lock_timeout(conn, timeout)
+            conn.execute(REGISTER_SQL)
     except errors.LockNotAvailable:
         holders = conn.execute(HOLDERS_SQL).fetchone()[0] or "?"
         raise GenisssError(
@@ -276,8 +277,6 @@ def listen(conn, timeout: float = REGISTER_TIMEOUT) -> None:
             f"waited {timeout:g} s to register as a watcher: the transaction of backend pid {holders} "
             "changed global_stats and has not ended",
             "end that transaction (or SELECT pg_terminate_backend(pid)), then retry") from None
-    finally:
-        conn.execute("SELECT pg_catalog.set_config('lock_timeout', %s, false)", [before])
 
 
 def _open(db, wall, last: Row | None, reconnect: bool):

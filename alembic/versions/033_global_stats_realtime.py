@@ -23,6 +23,35 @@ FUNCTIONS = (
     "public.sync_story_counter()"
 )
 
+# The NOTIFY trigger (genisss watch) and its function, named so that 034's
+# downgrade puts back exactly these. A small JSON payload built once, by
+# concatenation: every worker's increment pays for this, and it measured
+# cheaper than json_build_object (docs/performance.md). to_json() keeps
+# updated_at ISO 8601 whatever the session's DateStyle; sent_at (epoch
+# seconds) lets a listener measure the delay. pg_catalog is searched even with
+# an empty search_path.
+NOTIFY_FUNCTION = """
+    CREATE OR REPLACE FUNCTION public.global_stats_notify() RETURNS trigger
+    LANGUAGE plpgsql SET search_path = ''
+    AS $$
+    BEGIN
+      PERFORM pg_notify('global_stats',
+        '{"total_stories":' || NEW.total_stories
+        || ',"total_audio_generations":' || NEW.total_audio_generations
+        || ',"updated_at":' || to_json(NEW.updated_at)
+        || ',"sent_at":' || extract(epoch FROM clock_timestamp()) || '}');
+      RETURN NULL;
+    END
+    $$
+    """
+NOTIFY_TRIGGER = [
+    "DROP TRIGGER IF EXISTS global_stats_notify ON public.global_stats",
+    """
+    CREATE TRIGGER global_stats_notify AFTER UPDATE ON public.global_stats
+    FOR EACH ROW EXECUTE FUNCTION public.global_stats_notify()
+    """,
+]
+
 # Plain SQL, one statement a string, no `%` and no `:name` (they would be read
 # as bind parameters); the same text runs online and in `genisss migrate sql`.
 UPGRADE = [
@@ -115,31 +144,9 @@ UPGRADE = [
     END
     $$
     """,
-    # -- the NOTIFY trigger (genisss watch) ------------------------------------
-    # A small JSON payload built once, by concatenation: every worker's
-    # increment pays for this, and it measured cheaper than json_build_object
-    # (docs/performance.md). to_json() keeps updated_at ISO 8601 whatever the
-    # session's DateStyle; sent_at (epoch seconds) lets a listener measure the
-    # delay. pg_catalog is searched even with an empty search_path.
-    """
-    CREATE OR REPLACE FUNCTION public.global_stats_notify() RETURNS trigger
-    LANGUAGE plpgsql SET search_path = ''
-    AS $$
-    BEGIN
-      PERFORM pg_notify('global_stats',
-        '{"total_stories":' || NEW.total_stories
-        || ',"total_audio_generations":' || NEW.total_audio_generations
-        || ',"updated_at":' || to_json(NEW.updated_at)
-        || ',"sent_at":' || extract(epoch FROM clock_timestamp()) || '}');
-      RETURN NULL;
-    END
-    $$
-    """,
-    "DROP TRIGGER IF EXISTS global_stats_notify ON public.global_stats",
-    """
-    CREATE TRIGGER global_stats_notify AFTER UPDATE ON public.global_stats
-    FOR EACH ROW EXECUTE FUNCTION public.global_stats_notify()
-    """,
+    # -- the NOTIFY trigger (genisss watch), above ------------------------------
+    NOTIFY_FUNCTION,
+    *NOTIFY_TRIGGER,
     # -- Supabase Realtime -------------------------------------------------------
     """
     DO $$

@@ -44,7 +44,7 @@ Revision ID: 034_notify_when_watched
 Revises: 033_global_stats_realtime
 """
 
-from alembic import op
+from alembic import context, op
 
 revision = "034_notify_when_watched"
 down_revision = "033_global_stats_realtime"
@@ -81,29 +81,6 @@ UPGRADE = [
     """,
 ]
 
-DOWNGRADE = [
-    # 033's function, as 033 wrote it.
-    """
-    CREATE OR REPLACE FUNCTION public.global_stats_notify() RETURNS trigger
-    LANGUAGE plpgsql SET search_path = ''
-    AS $$
-    BEGIN
-      PERFORM pg_notify('global_stats',
-        '{"total_stories":' || NEW.total_stories
-        || ',"total_audio_generations":' || NEW.total_audio_generations
-        || ',"updated_at":' || to_json(NEW.updated_at)
-        || ',"sent_at":' || extract(epoch FROM clock_timestamp()) || '}');
-      RETURN NULL;
-    END
-    $$
-    """,
-    "DROP TRIGGER IF EXISTS global_stats_notify ON public.global_stats",
-    """
-    CREATE TRIGGER global_stats_notify AFTER UPDATE ON public.global_stats
-    FOR EACH ROW EXECUTE FUNCTION public.global_stats_notify()
-    """,
-]
-
 
 def upgrade() -> None:
     for statement in UPGRADE:
@@ -111,5 +88,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for statement in DOWNGRADE:
+    # 033's function and trigger, exactly as 033 wrote them (its module, as
+    # Alembic loaded it).
+    realtime = context.script.get_revision(down_revision).module
+    for statement in (realtime.NOTIFY_FUNCTION, *realtime.NOTIFY_TRIGGER):
         op.execute(statement)
