@@ -8,8 +8,6 @@ bare psycopg script (docs/performance.md).
 
 from __future__ import annotations
 
-import itertools
-import select
 import signal
 import time
 from collections.abc import Callable
@@ -215,74 +213,14 @@ def _deferred_sigint():
         signal.signal(signal.SIGINT, previous)
 
 
-_statement_ids = itertools.count(1)
-
-
-class _Prepared:
-    """`query` prepared once, run through libpq directly: psycopg's cursor costs
-    about as much per call as the round trip itself, which held bump to ~0.6 of
-    pgbench's rate (docs/performance.md). Each call is still its own autocommit
-    transaction, and waits for its result, as the worker's does. The wait is a
-    select(), so a second Ctrl-C still interrupts it; the call in flight is then
-    cancelled, as psycopg does."""
-
-    def __init__(self, conn, query: str):
-        from psycopg import errors, pq
-
-        self._pgconn, self._encoding, self._errors = conn.pgconn, conn.info.encoding, errors
-        self._ok = pq.ExecStatus.TUPLES_OK
-        self._timeout = getattr(conn, "answer_timeout", None)  # db.connect's GENISSS_QUERY_TIMEOUT
-        self.name = f"genisss_bump_{next(_statement_ids)}".encode()
-        res = self._pgconn.prepare(self.name, query.encode())
-        if res.status != pq.ExecStatus.COMMAND_OK:
-            raise errors.error_from_result(res, encoding=self._encoding)
-
-    def __call__(self) -> int | None:
-        pgconn = self._pgconn
-        pgconn.send_query_prepared(self.name, None)
-        try:
-            # psycopg's connections are non-blocking: the query may still sit in
-            # libpq's buffer (not with a socket this idle, but then we would wait forever).
-            while pgconn.flush():
-                if not select.select([], [pgconn.socket], [], self._timeout)[1]:
-                    self._no_answer()
-            while pgconn.is_busy():
-                if not select.select([pgconn.socket], [], [], self._timeout)[0]:
-                    self._no_answer()
-                pgconn.consume_input()
-        except KeyboardInterrupt:
-            self._cancel()
-            raise
-        res = pgconn.get_result()
-        while pgconn.get_result() is not None:
-            pass
-        if res.status != self._ok:
-            raise self._errors.error_from_result(res, encoding=self._encoding)
-        raw = res.get_value(0, 0)
-        return None if raw is None else int(raw)
-
-    def _no_answer(self):
-        """A server silent for the query timeout: as db.connect's waits do, give up on it."""
-        from genisss_cli import db
-
-        raise db.silent_server(self._pgconn, self._timeout)
-
-    def _cancel(self) -> None:
-        try:
-            self._pgconn.get_cancel().cancel()
-            while self._pgconn.get_result() is not None:
-                pass
-        except Exception:
-            pass  # the caller reports the bump in flight as unknown either way
-
-    def close(self) -> None:
-        self._pgconn.exec_(b"DEALLOCATE " + self.name)
-
-
-def _prepared(conn, query: str) -> _Prepared | None:
+def _prepared(conn, query: str):
     # A transaction pooler (prepare_threshold None, see db.connect) may not keep
     # a prepared statement past its transaction: there, the plain cursor.
-    return None if conn.prepare_threshold is None else _Prepared(conn, query)
+    if conn.prepare_threshold is None:
+        return None
+    from genisss_cli.prepared import PreparedCall
+
+    return PreparedCall(conn, query)
 
 
 def bump(conn, kind: str, count: int = 1, *, progress: Callable[[int], None] | None = None,
@@ -314,20 +252,24 @@ def bump(conn, kind: str, count: int = 1, *, progress: Callable[[int], None] | N
             # The hot loop: one round trip a bump, nothing else (the benchmark
             # compares this with pgbench).
             call = _prepared(conn, query) if count > 1 else None
-            while done < count and not stop.requested:
-                if call is None:
-                    cur.execute(query)
-                    value = cur.fetchone()[0]
-                else:
-                    value = call()
-                done += 1
-                if progress is not None:
-                    now = clock()
-                    if now >= next_report:
-                        progress(done)
-                        next_report = now + interval
-            if call is not None:
-                call.close()
+            looped = False
+            try:
+                while done < count and not stop.requested:
+                    if call is None:
+                        cur.execute(query)
+                        value = cur.fetchone()[0]
+                    else:
+                        value = call()
+                    done += 1
+                    if progress is not None:
+                        now = clock()
+                        if now >= next_report:
+                            progress(done)
+                            next_report = now + interval
+                looped = True
+            finally:
+                if call is not None:  # free the statement only where the session is sound
+                    call.stop(deallocate=looped)
         except KeyboardInterrupt:  # the second Ctrl-C, while a bump was on the wire
             unknown = True
             stop.requested = True

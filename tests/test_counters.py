@@ -355,6 +355,25 @@ def test_sync_while_workers_bump_loses_nothing(migrated_db, genisss, popen_genis
     assert json.loads(r.out)["counters"][0]["drift"] == 0
 
 
+def test_bump_leaves_no_guard_behind(migrated_db):
+    """bump's fast path runs a guard thread and takes the signal wakeup fd
+    (genisss_cli/prepared.py): both are gone when it returns, on the main
+    thread and on another one (where Ctrl-C is not bump's to handle)."""
+    threads = threading.active_count()
+    with migrated_db.connect() as conn:
+        assert counters.bump(conn, "story", 300).bumped == 300
+        assert threading.active_count() == threads
+        assert signal.set_wakeup_fd(-1) == -1  # nothing was left set
+
+        results = []
+        worker = threading.Thread(target=lambda: results.append(counters.bump(conn, "story", 200)))
+        worker.start()
+        worker.join(60)
+        assert results and results[0].bumped == 200 and results[0].value == 500
+    assert threading.active_count() == threads
+    assert counter(migrated_db) == 500
+
+
 def test_second_ctrl_c_cancels_a_bump_stuck_on_a_lock(migrated_db, popen_genisss):
     proc = popen_genisss("bump", "story", "--count", str(counters.MAX_BUMPS), "--json",
                          dsn=migrated_db.dsn)
