@@ -2,8 +2,8 @@
 
     python -m benchmarks.run [--quick] [--json PATH] [--only NAME,...]
 
-Starts its own embedded PostgreSQL in a temporary folder, applies migration
-033, measures every figure against a raw baseline in the same run (the two
+Starts its own embedded PostgreSQL in a temporary folder, migrates it to
+head, measures every figure against a raw baseline in the same run (the two
 interleaved, medians of N), prints one table and writes the same as JSON
 (default benchmarks/results/latest.json). Stops and deletes the server at the
 end. Exit 0 when every target is met, 1 when one is missed or not measured.

@@ -6,6 +6,10 @@ pg_notify, so that nothing is queued) and reports microseconds per call:
 min and median of 7 rounds. The rounds interleave the forms. Starts its own
 embedded server.
 
+The loop runs in one transaction, so it leaves out what PL/pgSQL and the
+trigger's WHEN set up again in every transaction, which an increment (its own
+transaction) pays each time: benchmarks/side/trigger_parts.py measures that.
+
 usage: python -m benchmarks.side.trigger_body
 """
 
