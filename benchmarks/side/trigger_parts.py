@@ -9,6 +9,7 @@ part at a time, under the same pgbench load and the same draining watcher:
     bare+53      a constant payload as long as 034's            (the queue entry's size)
     payload      034's payload and pg_notify, no WHEN
     payload inline   the same as one PERFORM (034 assigns the payload first)
+    stories only     a payload of NEW.total_stories alone
     034          034's function and trigger, as migrated
 
 and reports, per variant, the median pgbench rate and the server CPU per
@@ -20,7 +21,7 @@ the backends to one CPU and the watcher to the other, as the suite does.
 Starts its own embedded server.
 
 usage: python -m benchmarks.side.trigger_parts [CLIENTS [ROUNDS [SECONDS [VARIANT,...]]]]
-       (default: 1 client, 25 rounds of 1 s, every variant; about 4 min)
+       (default: 1 client, 25 rounds of 1 s, every variant; about 5 min)
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ BODIES = {
     "bare": "PERFORM pg_notify('global_stats', '');",
     "bare+53": "PERFORM pg_notify('global_stats', '" + "x" * 53 + "');",
     "payload": PAYLOAD,
+    "stories only": "PERFORM pg_notify('global_stats', NEW.total_stories::text);",
     "payload inline": """PERFORM pg_notify('global_stats', '{"s":' || NEW.total_stories
       || ',"a":' || NEW.total_audio_generations || ',"x":' || pg_current_xact_id()
       || ',"t":' || date_part('epoch', clock_timestamp()) || '}');""",
@@ -70,6 +72,7 @@ VARIANTS = {
     "bare+53": [function(BODIES["bare+53"]), *trigger(False)],
     "payload": [function(BODIES["payload"]), *trigger(False)],
     "payload inline": [function(BODIES["payload inline"]), *trigger(False)],
+    "stories only": [function(BODIES["stories only"]), *trigger(False)],
     "034": None,  # as migrated: read back from the database
 }
 DRAIN = f"""import sys, psycopg
