@@ -37,6 +37,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from benchmarks import harness as h  # noqa: E402
+from benchmarks.run import DRAIN  # noqa: E402
 from genisss_cli.revisions import WATCH_LOCK  # noqa: E402
 
 PAYLOAD = """payload := '{"s":' || NEW.total_stories || ',"a":' || NEW.total_audio_generations
@@ -75,14 +76,6 @@ VARIANTS = {
     "stories only": [function(BODIES["stories only"]), *trigger(False)],
     "034": None,  # as migrated: read back from the database
 }
-DRAIN = f"""import sys, psycopg
-conn = psycopg.connect(sys.argv[1], autocommit=True)
-conn.execute("LISTEN global_stats")
-conn.execute("SELECT pg_advisory_lock_shared({WATCH_LOCK})")
-print("ready", conn.info.backend_pid, flush=True)
-for _ in conn.notifies():
-    pass
-"""
 
 
 def main() -> None:
@@ -105,7 +98,7 @@ def main() -> None:
                              "WHERE tgname = 'global_stats_notify'").fetchone()[0]]
         script = workdir / "increment.sql"
         script.write_text("SELECT public.increment_story_counter();\n")
-        (workdir / "drain.py").write_text(DRAIN)
+        (workdir / "drain.py").write_text(DRAIN % WATCH_LOCK)
         cpus = h.one_cpu() if clients == 1 else None
         h.set_affinity(server.pid, cpus)
         drain = subprocess.Popen([progs.python, str(workdir / "drain.py"), dsn], env=progs.env,
