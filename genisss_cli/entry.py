@@ -32,7 +32,9 @@ def exit_now(code: int) -> None:
 
     if threading.active_count() > 1:  # a thread still running: let Python wait for it
         sys.exit(code)
-    atexit._run_exitfuncs()  # then cleared: a fallback sys.exit does not run them twice
+    # Private, but there since Python 2 and what Python's own exit calls; it
+    # clears the handlers, so a fallback sys.exit does not run them twice.
+    atexit._run_exitfuncs()
     try:
         sys.stdout.flush()
         sys.stderr.flush()
