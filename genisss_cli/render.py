@@ -595,6 +595,7 @@ class WatchJson:
 
 _STOP_REASONS = {
     "interrupted": "Ctrl-C",
+    "terminated": "SIGTERM",
     "count": "--count reached",
     "timeout": "--timeout: no change",
     "output closed": "output closed",

@@ -520,7 +520,7 @@ class WatchView:
 class WatchSummary:
     """The end of a watch: what it saw."""
 
-    reason: str  # interrupted | count | timeout | output closed
+    reason: str  # interrupted | terminated | count | timeout | output closed | ended
     watched_s: float
     changes: int
     resyncs: int
@@ -645,28 +645,32 @@ class Outcome:
 
 
 class _CtrlC:
-    """SIGINT raises KeyboardInterrupt only while the loop waits for the
+    """SIGINT (and SIGTERM) raises KeyboardInterrupt only while the loop waits for the
     server; while an event is being applied or written it is noted and acted
     on right after, so a JSON line is never cut in half."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)  # SIGTERM: a service manager's stop
 
     def __init__(self) -> None:
         self.requested = False
         self.deferring = False
-        self._old = None
+        self.signum: int | None = None
+        self._old: dict[int, object] = {}
 
     def _handler(self, signum, frame) -> None:
         self.requested = True
+        self.signum = self.signum or signum
         if not self.deferring:
             raise KeyboardInterrupt
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
-            self._old = signal.signal(signal.SIGINT, self._handler)
+            self._old = {sig: signal.signal(sig, self._handler) for sig in self.SIGNALS}
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
 
 
 def follow(db, stats: WatchStats, sink, *, count: int | None = None, timeout: float | None = None,
@@ -715,7 +719,7 @@ def follow(db, stats: WatchStats, sink, *, count: int | None = None, timeout: fl
                     ctrl_c.deferring = True
             except KeyboardInterrupt:
                 ctrl_c.deferring = True
-                reason = "interrupted"
+                reason = "terminated" if ctrl_c.signum == signal.SIGTERM else "interrupted"
             except BrokenPipeError:
                 ctrl_c.deferring = True
                 reason = "output closed"

@@ -240,6 +240,21 @@ def test_timeout_exits_on_silence(migrated_db, genisss):
     assert r.err.strip() == "genisss: error: saw 0 of 1 changes before 0.3 s of silence"
 
 
+def test_sigterm_stops_it_like_ctrl_c(migrated_db, start_watch):
+    """A service manager's stop (systemd, Kubernetes) is SIGTERM: the summary,
+    exit 0, and the reason says which signal it was."""
+    w = start_watch("--json", dsn=migrated_db.dsn)
+    w.wait_ready()
+    with migrated_db.connect() as conn:
+        bump(conn)
+        w.wait_out(lambda c: c["total_stories"] == 1, "the bump")
+    w.proc.send_signal(signal.SIGTERM)
+    assert w.finish() == 0, w.err
+    s = w.summary()
+    assert (s["reason"], s["changes"], s["total_stories"]) == ("terminated", 1, 1)
+    assert not any("Traceback" in line for line in w.err), w.err
+
+
 def test_a_closed_stdout_ends_it_quietly(migrated_db, start_watch):
     """genisss watch --json | head -n 1"""
     w = start_watch("--json", dsn=migrated_db.dsn, read_stdout=False)
