@@ -214,9 +214,16 @@ def _deferred_sigint():
 
 
 def _prepared(conn, query: str):
-    # A transaction pooler (prepare_threshold None, see db.connect) may not keep
-    # a prepared statement past its transaction: there, the plain cursor.
+    # A transaction pooler may not keep a prepared statement past its
+    # transaction: there, the plain cursor, unprepared. db.connect knows
+    # Supabase's by its port (prepare_threshold None); any other pooler shows
+    # by answering with a backend key of its own.
     if conn.prepare_threshold is None:
+        return None
+    from genisss_cli import db
+
+    if db.server_pid(conn) != conn.info.backend_pid:
+        conn.prepare_threshold = None
         return None
     from genisss_cli.prepared import PreparedCall
 

@@ -95,6 +95,12 @@ def connect(db: Database, *, session: bool = False, autocommit: bool = True, tim
 POOLER_PROBE_TIMEOUT = 2.0  # seconds a second client may wait behind a pooler
 
 
+def server_pid(conn) -> int:
+    """The server's pid for conn's session. Behind a pooler it differs from
+    conn.info.backend_pid, the pid in the key the pooler answered with."""
+    return conn.execute("SELECT pg_catalog.pg_backend_pid()").fetchone()[0]
+
+
 def _require_kept_session(conn, db: Database, kwargs: dict) -> None:
     """Refuse a transaction pooler on any port, by proof rather than by guess.
 
@@ -107,8 +113,7 @@ def _require_kept_session(conn, db: Database, kwargs: dict) -> None:
     as it did when only the port (6543) told."""
     import psycopg
 
-    pid_sql = "SELECT pg_catalog.pg_backend_pid()"
-    ours = conn.execute(pid_sql).fetchone()[0]
+    ours = server_pid(conn)
     if ours == conn.info.backend_pid:
         return  # no pooler in between
     try:
@@ -117,7 +122,7 @@ def _require_kept_session(conn, db: Database, kwargs: dict) -> None:
         return  # no second client allowed: nothing shown either way
     probe.answer_timeout = POOLER_PROBE_TIMEOUT
     try:
-        theirs = probe.execute(pid_sql).fetchone()[0]
+        theirs = server_pid(probe)
     except psycopg.Error:
         return  # no server session free for a second client: ours is kept
     finally:

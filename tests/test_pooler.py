@@ -114,6 +114,19 @@ def test_check_live_refuses_it_too(pgbouncer, genisss):
     assert "is a transaction pooler" in r.err
 
 
+def test_bumps_through_a_transaction_pooler_prepare_nothing(pgbouncer, popen_genisss, migrated_db):
+    """bump's fast path prepares its statement; behind a transaction pooler two
+    bumps met each other's statement on a shared server session ("already
+    exists", "does not exist"). Behind any pooler bump now runs unprepared."""
+    dsn = pgbouncer("transaction")
+    procs = [popen_genisss("bump", "story", "--count", "2000", "--json", dsn=dsn) for _ in range(3)]
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        assert json.loads(out)["bumped"] == 2000
+    assert migrated_db.scalar("SELECT total_stories FROM global_stats") == 6000
+
+
 @pytest.mark.parametrize("pool_size", [5, 1])  # 1: the probe finds no free session and waits
 def test_watch_works_through_a_session_pooler(pgbouncer, start_watch_dsn, migrated_db, pool_size):
     w = start_watch_dsn(pgbouncer("session", pool_size))
