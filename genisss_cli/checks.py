@@ -166,6 +166,15 @@ def check_connection(ctx: Context) -> CheckResult:
             listen = "no LISTEN"
             f.fail(f"{found}; cannot LISTEN: {reason(exc)}",
                    "connect to the primary server, not a standby")
+        else:
+            from genisss_cli import db
+
+            if db.gives_sessions_away(conn, ctx.database):
+                listen = "no LISTEN"
+                f.fail(f"{found}; {ctx.database.where} is a transaction pooler (it gave this "
+                       "connection's server session to another client): LISTEN (genisss watch) "
+                       "and --live cannot work through it",
+                       "use the direct or session-mode connection string")
     if standby and not f.fails:
         f.fail(f"{found}; this is a standby (read-only)", "connect to the primary server, not a standby")
     return f.result(f"{found}; {listen}")
@@ -632,7 +641,7 @@ def _size(n: int) -> str:
 
 # (name, check, runs its own transaction)
 CHECKS: list[tuple[str, Callable[[Context], CheckResult | list[CheckResult]], bool]] = [
-    ("connection", check_connection, False),
+    ("connection", check_connection, True),  # idle between statements: the pooler probe needs it
     ("migration", check_migration, False),
     ("table", check_table, False),
     ("functions", check_functions, False),

@@ -83,12 +83,19 @@ def connect(db: Database, *, session: bool = False, autocommit: bool = True, tim
     except psycopg.Error as exc:
         raise connect_error(db, exc) from None
     conn.answer_timeout = answer_timeout
-    if session:
-        try:
-            _require_kept_session(conn, db, kwargs)
-        except BaseException:
-            conn.close()
-            raise
+    try:
+        away = session and gives_sessions_away(conn, db)
+    except BaseException:
+        conn.close()
+        raise
+    if away:
+        conn.close()
+        raise GenisssError(
+            Exit.NEEDS_SESSION,
+            f"{db.where} is a transaction pooler: it gave this connection's server session to "
+            "another client, so LISTEN and session locks would be lost",
+            "use the direct or session-mode connection string",
+        )
     return conn
 
 
@@ -101,39 +108,32 @@ def server_pid(conn) -> int:
     return conn.execute("SELECT pg_catalog.pg_backend_pid()").fetchone()[0]
 
 
-def _require_kept_session(conn, db: Database, kwargs: dict) -> None:
-    """Refuse a transaction pooler on any port, by proof rather than by guess.
+def gives_sessions_away(conn, db: Database) -> bool:
+    """Is conn behind a transaction pooler? Told by proof rather than by guess.
 
     A pooler answers the client's startup with its own backend key, so the pid
     the client was told is not the server's. Behind one, a second client asks
-    for its server's pid: a transaction pooler hands it the server session this
-    connection has just released (pgbouncer reuses the last released first);
-    a session pooler cannot, because this connection keeps it. Only a session
-    seen given away is refused: a pooler that reuses in another order passes,
-    as it did when only the port (6543) told."""
+    for its server's pid: a transaction pooler hands it the server session conn
+    (idle, autocommit) has just released (pgbouncer reuses the last released
+    first); a session pooler cannot, because conn keeps it. Only a session seen
+    given away counts: a pooler that reuses in another order passes, as it did
+    when only the port (6543) told."""
     import psycopg
 
     ours = server_pid(conn)
     if ours == conn.info.backend_pid:
-        return  # no pooler in between
+        return False  # no pooler in between
     try:
-        probe = _connection_class().connect(db.dsn, **kwargs)
-    except psycopg.Error:
-        return  # no second client allowed: nothing shown either way
+        probe = connect(db)
+    except GenisssError:
+        return False  # no second client allowed: nothing shown either way
     probe.answer_timeout = POOLER_PROBE_TIMEOUT
     try:
-        theirs = server_pid(probe)
+        return server_pid(probe) == ours
     except psycopg.Error:
-        return  # no server session free for a second client: ours is kept
+        return False  # no server session free for a second client: conn's is kept
     finally:
         probe.close()
-    if theirs == ours:
-        raise GenisssError(
-            Exit.NEEDS_SESSION,
-            f"{db.where} is a transaction pooler: it gave this connection's server session to "
-            "another client, so LISTEN and session locks would be lost",
-            "use the direct or session-mode connection string",
-        )
 
 
 _CONNECTION_CLASS = None

@@ -108,10 +108,25 @@ def test_watch_refuses_a_transaction_pooler_on_any_port(pgbouncer, genisss):
     assert "Traceback" not in r.output
 
 
-def test_check_live_refuses_it_too(pgbouncer, genisss):
-    r = genisss("check", "--live", "--json", dsn=pgbouncer("transaction"))
+def test_check_fails_its_connection_row_and_live_refuses(pgbouncer, genisss):
+    dsn = pgbouncer("transaction")
+    r = genisss("check", "--json", dsn=dsn)
+    assert r.code == 1, r.output
+    rows = {row["name"]: row for row in json.loads(r.out)["checks"]}
+    assert rows["connection"]["status"] == "fail"
+    assert "is a transaction pooler" in rows["connection"]["detail"]
+    assert rows["connection"]["fix"].startswith("use the direct or session-mode connection string")
+
+    r = genisss("check", "--live", "--json", dsn=dsn)
     assert r.code == 7, r.output
     assert "is a transaction pooler" in r.err
+
+
+def test_check_passes_its_connection_row_through_a_session_pooler(pgbouncer, genisss):
+    r = genisss("check", "--json", dsn=pgbouncer("session"))
+    rows = {row["name"]: row for row in json.loads(r.out)["checks"]}
+    assert rows["connection"]["status"] == "pass", rows["connection"]
+    assert "can LISTEN" in rows["connection"]["detail"]
 
 
 def test_bumps_through_a_transaction_pooler_prepare_nothing(pgbouncer, popen_genisss, migrated_db):
