@@ -30,7 +30,7 @@ _names = itertools.count(1)
 
 
 class PreparedCall:
-    """`query` prepared on conn's session; call() runs it and returns the first
+    """`query` prepared on conn's session; calling the object runs it and returns the first
     column of its one row as an int. stop() must follow (it ends the guard)."""
 
     def __init__(self, conn, query: str):
