@@ -18,6 +18,7 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -400,6 +401,74 @@ def reaped_cpu_seconds(pid: int) -> float | None:
     except OSError:
         return None
     return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+
+
+# -- the NOTIFY trigger under pgbench -------------------------------------------------------
+
+# A registered watcher (migration 034 notifies only while one exists) that
+# reads and discards every notification, as `genisss watch` would, cheaply.
+DRAIN = """import sys, psycopg
+conn = psycopg.connect(sys.argv[1], autocommit=True)
+conn.execute("LISTEN global_stats")
+conn.execute("SELECT pg_advisory_lock_shared(%d)")
+print("ready", conn.info.backend_pid, flush=True)
+for _ in conn.notifies():
+    pass
+"""
+
+
+@contextmanager
+def draining_watcher(progs: Programs, workdir: Path, dsn: str, pinned: set[int] | None = None):
+    """A DRAIN process for the block. With pinned (the 1-client runs' CPU), the
+    watcher and its backend run on the other CPUs, so that the writer's
+    figures are the writer's work."""
+    from genisss_cli.revisions import WATCH_LOCK
+
+    script = workdir / "drain.py"
+    script.write_text(DRAIN % WATCH_LOCK)
+    proc = subprocess.Popen([progs.python, str(script), dsn], env=progs.env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        ready = proc.stdout.readline().split()
+        if not ready or ready[0] != "ready":
+            raise BenchError("the draining watcher did not start")
+        others = None
+        if pinned and hasattr(os, "sched_getaffinity"):
+            others = set(os.sched_getaffinity(0)) - pinned
+        if others:
+            set_affinity(proc.pid, others)
+            set_affinity(int(ready[1]), others)
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def migrated_trigger(server: Server, dbname: str) -> tuple[str, str]:
+    """The migration's NOTIFY function and trigger, as CREATE statements read back."""
+    with server.connect(dbname) as conn:
+        function = conn.execute(
+            "SELECT pg_get_functiondef('public.global_stats_notify()'::regprocedure)").fetchone()[0]
+        trigger = conn.execute("SELECT pg_get_triggerdef(oid) FROM pg_trigger "
+                               "WHERE tgname = 'global_stats_notify'").fetchone()[0]
+    return function, trigger
+
+
+def pgbench_cpu(progs: Programs, server: Server, dsn: str, script: Path,
+                **kw) -> tuple[PgbenchResult, float | None]:
+    """pgbench (kw as for pgbench()) and the server CPU per transaction, in
+    microseconds: what the postmaster reaped of the backends that ran it."""
+
+    def reaped() -> float | None:
+        time.sleep(0.2)  # let the postmaster reap the backends that just ended
+        return reaped_cpu_seconds(server.pid) if server.pid else None
+
+    before = reaped()
+    r = pgbench(progs, dsn, script, **kw)
+    after = reaped()
+    if before is None or after is None or not r.transactions:
+        return r, None
+    return r, (after - before) / r.transactions * 1e6
 
 
 # -- a terminal ----------------------------------------------------------------------------

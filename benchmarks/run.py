@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 import traceback
@@ -283,54 +282,13 @@ def check_one_connection(b: Bench) -> None:
     f.judge(sessions == 1 and commits >= n)
 
 
-# A registered watcher (migration 034 notifies only while one exists) that
-# reads and discards every notification, as `genisss watch` would, cheaply.
-DRAIN = """import sys, psycopg
-conn = psycopg.connect(sys.argv[1], autocommit=True)
-conn.execute("LISTEN global_stats")
-conn.execute("SELECT pg_advisory_lock_shared(%d)")
-print("ready", conn.info.backend_pid, flush=True)
-for _ in conn.notifies():
-    pass
-"""
-
-
-@contextmanager
-def watcher(b: Bench, dsn: str, pinned: set[int] | None = None):
-    """With pinned (the 1-client runs' CPU), the watcher and its backend run
-    on the other CPUs, so that the writer's figures are the writer's work."""
-    from genisss_cli.revisions import WATCH_LOCK
-
-    script = b.script("drain.py", DRAIN % WATCH_LOCK)
-    proc = subprocess.Popen([b.progs.python, str(script), dsn], env=b.progs.env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    try:
-        ready = proc.stdout.readline().split()
-        if not ready or ready[0] != "ready":
-            raise BenchError("the draining watcher did not start")
-        others = None
-        if pinned and hasattr(os, "sched_getaffinity"):
-            others = set(os.sched_getaffinity(0)) - pinned
-        if others:
-            h.set_affinity(proc.pid, others)
-            h.set_affinity(int(ready[1]), others)
-        yield proc
-    finally:
-        proc.terminate()
-        proc.wait(30)
-
-
 def trigger(b: Bench) -> None:
     """pgbench on increment_story_counter() with each trigger variant, nobody
     watching and then with a registered watcher draining the notifications."""
     secs, reps = b.p["pgbench_seconds"], b.p["pgbench_n"]
     script = b.script("increment.sql", INCREMENT)
     dsn = b.server.dsn_for(WRITE)
-    with b.server.connect(WRITE) as conn:
-        original = conn.execute(
-            "SELECT pg_get_functiondef('public.global_stats_notify()'::regprocedure)").fetchone()[0]
-        gated = conn.execute("SELECT pg_get_triggerdef(oid) FROM pg_trigger "
-                             "WHERE tgname = 'global_stats_notify'").fetchone()[0]
+    original, gated = h.migrated_trigger(b.server, WRITE)
     drop = "DROP TRIGGER global_stats_notify ON public.global_stats"
     always = ("CREATE TRIGGER global_stats_notify AFTER UPDATE ON public.global_stats "
               "FOR EACH ROW EXECUTE FUNCTION public.global_stats_notify()")
@@ -344,36 +302,29 @@ def trigger(b: Bench) -> None:
     tps: dict[tuple[str, str, int], list[float]] = {}
     cpu: dict[tuple[str, str, int], list[float]] = {}  # server CPU per transaction, microseconds
 
-    def reaped() -> float | None:
-        time.sleep(0.2)  # let the postmaster reap the backends that just ended
-        return h.reaped_cpu_seconds(b.server.pid) if b.server.pid else None
-
     def measure(mode: str, clients: int, cpus, options: str = "", key: str | None = None) -> None:
         names = list(runs[mode])
         for rep in range(reps):
             for name in names if rep % 2 == 0 else list(reversed(names)):
                 b.server.execute(WRITE, *variants[name], "VACUUM public.global_stats", "CHECKPOINT")
-                before = reaped()
-                r = h.pgbench(b.progs, dsn, script, clients=clients, seconds=secs, cpus=cpus,
-                              options=options)
-                after = reaped()
+                r, per_tx = h.pgbench_cpu(b.progs, b.server, dsn, script, clients=clients,
+                                          seconds=secs, cpus=cpus, options=options)
                 if r.failed:
                     raise BenchError(f"pgbench: {r.failed} failed transactions")
                 tps.setdefault((key or mode, name, clients), []).append(r.tps)
-                if before is not None and after is not None and r.transactions:
-                    cpu.setdefault((key or mode, name, clients), []).append(
-                        (after - before) / r.transactions * 1e6)
+                if per_tx is not None:
+                    cpu.setdefault((key or mode, name, clients), []).append(per_tx)
 
     try:
         for clients in (1, 8):
             with b.pinned() if clients == 1 else nullcontext() as cpus:
                 measure("unwatched", clients, cpus)
-                with watcher(b, dsn, cpus):
+                with h.draining_watcher(b.progs, b.workdir, dsn, cpus):
                     measure("watched", clients, cpus)
         # The same where commits wait for the disk (PostgreSQL's default, and
         # Supabase's): notifying commits are serialised while they flush.
         if not b.args.quick:
-            with watcher(b, dsn):
+            with h.draining_watcher(b.progs, b.workdir, dsn):
                 measure("watched", 8, None, "-c synchronous_commit=on", key="watched_sync")
     finally:
         b.server.execute(WRITE, *variants["migration"])

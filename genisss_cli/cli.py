@@ -498,10 +498,6 @@ def check_command(
 # -- entry point --------------------------------------------------------------------------
 
 
-def main(argv: list[str] | None = None) -> None:
-    sys.exit(run(argv))
-
-
 def run(argv: list[str] | None = None) -> int:
     """Run the app and return the exit code; every failure becomes one line."""
     import signal

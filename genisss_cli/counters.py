@@ -222,7 +222,7 @@ def _prepared(conn, query: str):
         return None
     from genisss_cli import db
 
-    if db.server_pid(conn) != conn.info.backend_pid:
+    if db.pooled_pid(conn) is not None:
         conn.prepare_threshold = None
         return None
     from genisss_cli.prepared import PreparedCall

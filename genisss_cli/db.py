@@ -103,35 +103,47 @@ POOLER_PROBE_TIMEOUT = 2.0  # seconds a second client may wait behind a pooler
 
 
 def server_pid(conn) -> int:
-    """The server's pid for conn's session. Behind a pooler it differs from
-    conn.info.backend_pid, the pid in the key the pooler answered with."""
     return conn.execute("SELECT pg_catalog.pg_backend_pid()").fetchone()[0]
+
+
+def pooled_pid(conn) -> int | None:
+    """The server's pid for conn's session when conn is behind a pooler, None
+    when it is not: a pooler answers the client's startup with a backend key of
+    its own, so the pid the client was told is not the server's."""
+    pid = server_pid(conn)
+    return None if pid == conn.info.backend_pid else pid
 
 
 def gives_sessions_away(conn, db: Database) -> bool:
     """Is conn behind a transaction pooler? Told by proof rather than by guess.
 
-    A pooler answers the client's startup with its own backend key, so the pid
-    the client was told is not the server's. Behind one, a second client asks
-    for its server's pid: a transaction pooler hands it the server session conn
-    (idle, autocommit) has just released (pgbouncer reuses the last released
-    first); a session pooler cannot, because conn keeps it. Only a session seen
-    given away counts: a pooler that reuses in another order passes, as it did
-    when only the port (6543) told."""
+    Behind a pooler (pooled_pid), a second client asks for its server's pid: a
+    transaction pooler hands it the server session conn (idle, autocommit) has
+    just released (pgbouncer reuses the last released first); a session pooler
+    cannot, because conn keeps it. Only a session seen given away counts: a
+    pooler that reuses in another order passes, as it did when only the port
+    (6543) told. The answer is kept on conn: `check --live` asks twice."""
+    known = getattr(conn, "gives_sessions_away", None)
+    if known is None:
+        ours = pooled_pid(conn)
+        known = ours is not None and _handed_on(db, ours)
+        conn.gives_sessions_away = known
+    return known
+
+
+def _handed_on(db: Database, pid: int) -> bool:
+    """Does a second client get the server session `pid`?"""
     import psycopg
 
-    ours = server_pid(conn)
-    if ours == conn.info.backend_pid:
-        return False  # no pooler in between
     try:
         probe = connect(db)
     except GenisssError:
         return False  # no second client allowed: nothing shown either way
     probe.answer_timeout = POOLER_PROBE_TIMEOUT
     try:
-        return server_pid(probe) == ours
+        return server_pid(probe) == pid
     except psycopg.Error:
-        return False  # no server session free for a second client: conn's is kept
+        return False  # no server session free for a second client: the first keeps its own
     finally:
         probe.close()
 

@@ -97,9 +97,8 @@ class _Guard:
         self._sig_w = sig_w
         try:
             self._previous = signal.set_wakeup_fd(sig_w, warn_on_full_buffer=False)
-            self._watching_signals = True
         except ValueError:  # not the main thread: Ctrl-C is not ours to handle
-            self._previous, self._watching_signals = -1, False
+            self._previous = None
         self._thread = threading.Thread(target=self._run, name="genisss-call-guard", daemon=True)
         self._thread.start()
 
@@ -128,7 +127,7 @@ class _Guard:
         os.write(self._stop_w, b"x")
         self._thread.join()
         self._thread = None
-        if self._watching_signals:
+        if self._previous is not None:
             signal.set_wakeup_fd(self._previous)
         for fd in (self._stop_r, self._stop_w, self._sig_r, self._sig_w):
             os.close(fd)

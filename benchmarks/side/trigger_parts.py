@@ -26,18 +26,14 @@ usage: python -m benchmarks.side.trigger_parts [CLIENTS [ROUNDS [SECONDS [VARIAN
 
 from __future__ import annotations
 
-import os
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from benchmarks import harness as h  # noqa: E402
-from benchmarks.run import DRAIN  # noqa: E402
 from genisss_cli.revisions import WATCH_LOCK  # noqa: E402
 
 PAYLOAD = """payload := '{"s":' || NEW.total_stories || ',"a":' || NEW.total_audio_generations
@@ -84,43 +80,27 @@ def main() -> None:
     workdir = h.make_workdir()
     progs = h.find_programs(workdir)
     server = h.start_server(workdir)
-    drain = None
     try:
         server.execute("postgres", "ALTER SYSTEM SET synchronous_commit = off", "SELECT pg_reload_conf()")
         dsn = server.dsn_for("postgres")
         h.migrate(dsn)
-        with server.connect("postgres") as conn:
-            VARIANTS["034"] = [
-                conn.execute("SELECT pg_get_functiondef('public.global_stats_notify()'::regprocedure)")
-                .fetchone()[0],
-                "DROP TRIGGER global_stats_notify ON public.global_stats",
-                conn.execute("SELECT pg_get_triggerdef(oid) FROM pg_trigger "
-                             "WHERE tgname = 'global_stats_notify'").fetchone()[0]]
+        function, gated = h.migrated_trigger(server, "postgres")
+        VARIANTS["034"] = [function, "DROP TRIGGER global_stats_notify ON public.global_stats", gated]
         script = workdir / "increment.sql"
         script.write_text("SELECT public.increment_story_counter();\n")
-        (workdir / "drain.py").write_text(DRAIN % WATCH_LOCK)
         cpus = h.one_cpu() if clients == 1 else None
         h.set_affinity(server.pid, cpus)
-        drain = subprocess.Popen([progs.python, str(workdir / "drain.py"), dsn], env=progs.env,
-                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        ready = drain.stdout.readline().split()
-        if cpus:
-            others = set(os.sched_getaffinity(0)) - cpus
-            h.set_affinity(drain.pid, others)
-            h.set_affinity(int(ready[1]), others)
         names = sys.argv[4].split(",") if len(sys.argv) > 4 else list(VARIANTS)
         tps: dict[str, list[float]] = {n: [] for n in names}
         cpu: dict[str, list[float]] = {n: [] for n in names}
-        for rnd in range(rounds):
-            for name in names if rnd % 2 == 0 else names[::-1]:
-                server.execute("postgres", *VARIANTS[name], "VACUUM public.global_stats", "CHECKPOINT")
-                time.sleep(0.2)
-                before = h.reaped_cpu_seconds(server.pid)
-                r = h.pgbench(progs, dsn, script, clients=clients, seconds=seconds, cpus=cpus)
-                time.sleep(0.2)
-                after = h.reaped_cpu_seconds(server.pid)
-                tps[name].append(r.tps)
-                cpu[name].append((after - before) / r.transactions * 1e6)
+        with h.draining_watcher(progs, workdir, dsn, cpus):
+            for rnd in range(rounds):
+                for name in names if rnd % 2 == 0 else names[::-1]:
+                    server.execute("postgres", *VARIANTS[name], "VACUUM public.global_stats", "CHECKPOINT")
+                    r, per_tx = h.pgbench_cpu(progs, server, dsn, script, clients=clients,
+                                              seconds=seconds, cpus=cpus)
+                    tps[name].append(r.tps)
+                    cpu[name].append(per_tx)
         base_tps, base_cpu = statistics.median(tps["bare"]), statistics.median(cpu["bare"])
         print(f"{clients} client(s), {rounds} rounds of {seconds} s, watched; ratios against bare")
         print(f"{'variant':14} {'tps':>8} {'ratio':>6} {'CPU us':>7} {'ratio':>6}")
@@ -128,9 +108,6 @@ def main() -> None:
             t, c = statistics.median(tps[name]), statistics.median(cpu[name])
             print(f"{name:14} {t:8.0f} {t / base_tps:6.2f} {c:7.1f} {base_cpu / c:6.2f}")
     finally:
-        if drain is not None:
-            drain.terminate()
-            drain.wait(30)
         h.stop_server(server)
         h.remove_workdir(workdir)
 
