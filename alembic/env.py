@@ -5,7 +5,7 @@ genisss hands over an open connection (config.attributes["connection"]); plain
 """
 
 from alembic import context
-from genisss_cli import migrate
+from genisss_cli.core import migrate
 
 config = context.config
 if config.config_file_name:  # plain `alembic`: log the way alembic.ini says

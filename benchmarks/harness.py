@@ -162,7 +162,7 @@ def start_server(workdir: Path) -> Server:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        from genisss_cli import embedded
+        from genisss_cli.conn import embedded
 
         base = workdir / "server"
         st = embedded.start(base)
@@ -170,7 +170,7 @@ def start_server(workdir: Path) -> Server:
 
 
 def stop_server(server: Server) -> None:
-    from genisss_cli import embedded
+    from genisss_cli.conn import embedded
 
     embedded.stop(server.base)
 
@@ -188,7 +188,8 @@ def remove_workdir(path: Path) -> None:
 
 
 def migrate(dsn: str) -> None:
-    from genisss_cli import db, migrate
+    from genisss_cli.conn import db
+    from genisss_cli.core import migrate
 
     migrate.upgrade(db.Database(dsn, "benchmark", False))
 
@@ -422,7 +423,7 @@ def draining_watcher(progs: Programs, workdir: Path, dsn: str, pinned: set[int] 
     """A DRAIN process for the block. With pinned (the 1-client runs' CPU), the
     watcher and its backend run on the other CPUs, so that the writer's
     figures are the writer's work."""
-    from genisss_cli.revisions import WATCH_LOCK
+    from genisss_cli.core.schema import WATCH_LOCK
 
     script = workdir / "drain.py"
     script.write_text(DRAIN % WATCH_LOCK)

@@ -26,7 +26,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from genisss_cli import embedded
+from genisss_cli.conn import embedded
 
 SYSTEM_DSN = os.environ.get("GENISSS_TEST_SYSTEM_DSN", "postgresql://root@127.0.0.1:5432/test")
 SERVERS = [s.strip() for s in os.environ.get("GENISSS_TEST_SERVERS", "embedded,system").split(",")
@@ -170,7 +170,8 @@ def apply_supabase_shape(dsn: str) -> None:
 
 
 def migrate_up(dsn: str) -> None:
-    from genisss_cli import db, migrate
+    from genisss_cli.conn import db
+    from genisss_cli.core import migrate
 
     migrate.upgrade(db.Database(dsn, "test", False))
 

@@ -80,7 +80,8 @@ def run_cli(argv: list[str], *, env: dict | None = None, cwd: Path, data_dir: Pa
 
     After `guard` seconds it is interrupted as by Ctrl-C (exit 130): a command
     that hangs fails its test instead of hanging the suite."""
-    from genisss_cli import cli, config
+    from genisss_cli import cli
+    from genisss_cli.conn import config
 
     config.SECRETS.clear()
     config.CONNECT_TIMEOUT_OVERRIDE = None
@@ -251,13 +252,13 @@ class Cluster:
         self.start()
 
     def start(self) -> None:
-        from genisss_cli import embedded
+        from genisss_cli.conn import embedded
 
         self.admin_dsn = embedded.start(self.base).dsn
 
     @property
     def pgdata(self) -> Path:
-        from genisss_cli import embedded
+        from genisss_cli.conn import embedded
 
         return embedded.pgdata(self.base)
 
@@ -302,7 +303,7 @@ class Cluster:
     def close(self) -> None:
         import shutil
 
-        from genisss_cli import embedded
+        from genisss_cli.conn import embedded
 
         try:
             embedded.stop(self.base)
@@ -367,7 +368,7 @@ def assert_consistent(dsn: str) -> str | None:
     """alembic_version and migration 033's six objects agree: all there at
     033 and at head (034, whose trigger is the gated one), none below it
     (never a half-applied migration). The revision."""
-    from genisss_cli import revisions
+    from genisss_cli.core import schema as revisions
 
     with psycopg.connect(dsn, autocommit=True) as conn:
         version = revisions.current(conn)

@@ -18,8 +18,8 @@ import psycopg
 import pytest
 from conftest import clean_env, require_plain
 
-from genisss_cli import checks
-from genisss_cli import db as dbmod
+from genisss_cli.conn import db as dbmod
+from genisss_cli.core import checks
 
 VENV_BIN = Path(sys.executable).parent
 

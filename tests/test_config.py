@@ -2,7 +2,7 @@
 
 import pytest
 
-from genisss_cli import config
+from genisss_cli.conn import config
 from genisss_cli.errors import Exit, GenisssError
 
 

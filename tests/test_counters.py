@@ -8,7 +8,9 @@ import time
 import psycopg
 import pytest
 
-from genisss_cli import cli, counters, revisions
+from genisss_cli import cli
+from genisss_cli.core import counters
+from genisss_cli.core import schema as revisions
 
 COMMANDS = [("status",), ("bump", "story"), ("drift",), ("sync",)]
 

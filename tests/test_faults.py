@@ -25,8 +25,9 @@ from reliability import (
     waiting_on_lock,
 )
 
-from genisss_cli import migrate, revisions
-from genisss_cli.watch import listen, parse_change
+from genisss_cli.core import migrate
+from genisss_cli.core import schema as revisions
+from genisss_cli.core.watch import listen, parse_change
 
 SECRET = "Fault-Pa55word"
 GUARD = 60  # seconds: a command still running after this is hung (a guard, not a timing)

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reliability import EXIT_CODES, assert_consistent, run_cli
 
-from genisss_cli import revisions
+from genisss_cli.core import schema as revisions
 
 CLOSED = "postgresql://fuzz:fuzz-pw@127.0.0.1:1/nowhere"
 # Whatever a fuzzed -d says, libpq's defaults point at the closed port too:
@@ -326,7 +326,7 @@ payload_fields = st.fixed_dictionaries({}, optional={
 def test_any_payload_on_the_channel_is_a_change_or_nothing(payload):
     """Any login may NOTIFY global_stats with anything: watch parses it into a
     change or ignores it, and its statistics take whatever it parsed."""
-    from genisss_cli import watch
+    from genisss_cli.core import watch
 
     change = watch.parse_change(payload, time.time())
     if change is not None:

@@ -22,9 +22,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 from reliability import WatchReader, run_cli, wait_for
 
-from genisss_cli import counters
-from genisss_cli.watch import listen as register_watcher
-from genisss_cli.watch import parse_change
+from genisss_cli.core import counters
+from genisss_cli.core.watch import listen as register_watcher
+from genisss_cli.core.watch import parse_change
 
 # The Genisss worker (storyWorker.js), as far as the counter sees it: the story
 # is saved in one transaction, the increment runs in the next, and sometimes

@@ -10,7 +10,8 @@ import psycopg
 import pytest
 from conftest import REPO, require_plain
 
-from genisss_cli import migrate, revisions
+from genisss_cli.core import migrate
+from genisss_cli.core import schema as revisions
 
 
 def test_head_constant_matches_alembic():

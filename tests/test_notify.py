@@ -15,7 +15,7 @@ import time
 import pytest
 from reliability import WatchReader, wait_for
 
-from genisss_cli import watch
+from genisss_cli.core import watch
 
 INCREMENT = "SELECT public.increment_story_counter()"
 
@@ -139,7 +139,7 @@ def test_the_backlog_is_split_by_transaction_not_by_value(migrated_db):
     with migrated_db.connect() as watcher, migrated_db.connect() as writer:
         watch.listen(watcher)
         writer.execute(INCREMENT)  # (5, 0): committed before the read
-        row, snapshot = watch._read_row_and_snapshot(watcher)
+        row, snapshot = watch.read_row_and_snapshot(watcher)
         assert row.values == (5, 0)
         writer.execute("UPDATE global_stats SET total_stories = 4")
         writer.execute(INCREMENT)  # (5, 0) again, after the read

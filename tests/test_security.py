@@ -16,7 +16,7 @@ import pytest
 from psycopg import sql
 from reliability import COMMAND_ARGS, EXIT_CODES, commands, run_cli, with_password
 
-from genisss_cli.watch import listen
+from genisss_cli.core.watch import listen
 
 API_ROLES = ["anon", "authenticated"]
 COUNTER_FUNCTIONS = [

@@ -25,7 +25,9 @@ import psycopg
 import pytest
 from conftest import clean_env
 
-from genisss_cli import embedded, render, watch
+from genisss_cli import render
+from genisss_cli.conn import embedded
+from genisss_cli.core import watch
 
 LIMIT = 60  # seconds: a safety net, never an expectation
 
@@ -200,7 +202,7 @@ def test_survives_a_restart_of_the_embedded_server(tmp_path, genisss, start_watc
 
 def _states(dsn: str, heartbeat: float, seconds: float) -> list[str]:
     """Run the LISTEN loop in-process for a while, doing nothing; the states it reported."""
-    from genisss_cli import db
+    from genisss_cli.conn import db
 
     stream = watch.events(db.Database(dsn, "test", False), tick=0.05, heartbeat=heartbeat)
     states = []

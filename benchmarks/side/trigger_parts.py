@@ -34,7 +34,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from benchmarks import harness as h  # noqa: E402
-from genisss_cli.revisions import WATCH_LOCK  # noqa: E402
+from genisss_cli.core.schema import WATCH_LOCK  # noqa: E402
 
 PAYLOAD = """payload := '{"s":' || NEW.total_stories || ',"a":' || NEW.total_audio_generations
       || ',"x":' || pg_current_xact_id() || ',"t":' || date_part('epoch', clock_timestamp()) || '}';

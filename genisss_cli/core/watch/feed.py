@@ -25,16 +25,13 @@ import contextlib
 import json
 import math
 import random
-import signal
-import threading
 import time
-from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from genisss_cli.core.schema import WATCH_LOCK
 from genisss_cli.errors import Exit, GenisssError
-from genisss_cli.revisions import WATCH_LOCK
 
 CHANNEL = "global_stats"
 # The channel name is a constant, never user input.
@@ -78,10 +75,6 @@ KEEPALIVES = {
     "keepalives_count": "3",
     "tcp_user_timeout": "25000",
 }
-
-RATE_WINDOW = 300.0  # seconds: the per-minute rates are averaged over the last 5 minutes
-SPARK_BUCKET = 60.0  # one sparkline bar per minute
-SPARK_BARS = 30  # over the last 30 minutes
 
 
 # -- events -------------------------------------------------------------------------
@@ -208,7 +201,7 @@ def visible(xid: int, snapshot: str) -> bool:
 def _error_text(exc: BaseException) -> str:
     if isinstance(exc, GenisssError):
         return exc.message
-    from genisss_cli import db as dbm
+    from genisss_cli.conn import db as dbm
 
     translated = dbm.translate(exc)
     if translated is not None:
@@ -221,11 +214,11 @@ def _target(db):
     (it may have been restarted), and TCP keepalives are added."""
     from psycopg import conninfo
 
-    from genisss_cli import db as dbm
+    from genisss_cli.conn import db as dbm
 
     dsn = db.dsn
     if db.embedded:
-        from genisss_cli import embedded
+        from genisss_cli.conn import embedded
 
         st = embedded.status()
         if st.running and st.dsn:
@@ -240,10 +233,10 @@ def _target(db):
 
 def read_row(conn) -> Row:
     """The singleton row (watch's own read; counters.read_row serves the other commands)."""
-    return _read_row_and_snapshot(conn)[0]
+    return read_row_and_snapshot(conn)[0]
 
 
-def _read_row_and_snapshot(conn) -> tuple[Row, str]:
+def read_row_and_snapshot(conn) -> tuple[Row, str]:
     """The row and the snapshot it was read in (pg_current_snapshot() as text)."""
     found = conn.execute(ROW_SQL).fetchone()
     if found is None:
@@ -261,7 +254,7 @@ def listen(conn, timeout: float = REGISTER_TIMEOUT) -> None:
     than timeout seconds raises GenisssError (TIMEOUT) naming the holders."""
     from psycopg import errors
 
-    from genisss_cli import db
+    from genisss_cli.conn import db
 
     conn.execute(LISTEN_SQL)
     try:
@@ -285,12 +278,12 @@ def _open(db, wall, last: Row | None, reconnect: bool):
     newer than the row."""
     import psycopg
 
-    from genisss_cli import db as dbm
+    from genisss_cli.conn import db as dbm
 
     conn = dbm.connect(_target(db), session=True)
     try:
         listen(conn)
-        row, snapshot = _read_row_and_snapshot(conn)
+        row, snapshot = read_row_and_snapshot(conn)
         trigger = conn.execute(TRIGGER_SQL).fetchone()
         if not trigger or not trigger[0]:
             raise GenisssError(
@@ -389,345 +382,3 @@ def events(db, *, tick: float = TICK, heartbeat: float = HEARTBEAT,
                 conn.close()
 
 
-# -- statistics ----------------------------------------------------------------------
-
-
-class LatencyStats:
-    """Latencies in log buckets 1% wide: percentiles over the whole session in
-    constant memory, within 1% (clamped to the exact min and max)."""
-
-    _STEP = math.log(1.01)
-    _FLOOR = 0.001  # ms; smaller magnitudes count as 0
-
-    def __init__(self) -> None:
-        self.buckets: Counter[int] = Counter()
-        self.count = 0
-        self.last: float | None = None
-        self.min: float | None = None
-        self.max: float | None = None
-
-    def add(self, ms: float) -> None:
-        self.count += 1
-        self.last = ms
-        if self.max is None or ms > self.max:
-            self.max = ms
-        if self.min is None or ms < self.min:
-            self.min = ms
-        mag = abs(ms)
-        key = 0 if mag < self._FLOOR else 1 + round(math.log(mag / self._FLOOR) / self._STEP)
-        self.buckets[-key if ms < 0 else key] += 1
-
-    def _value(self, key: int) -> float:
-        if key == 0:
-            return 0.0
-        v = self._FLOOR * math.exp((abs(key) - 1) * self._STEP)
-        return -v if key < 0 else v
-
-    def percentile(self, q: float) -> float | None:
-        if not self.count:
-            return None
-        rank = max(1, math.ceil(q / 100.0 * self.count))
-        if rank >= self.count:
-            return self.max
-        if rank == 1:
-            return self.min
-        seen = 0
-        for key in sorted(self.buckets):
-            seen += self.buckets[key]
-            if seen >= rank:
-                return min(max(self._value(key), self.min), self.max)
-        return self.max
-
-
-class Window:
-    """Sums of values in fixed time buckets over a sliding span; bursts cost one
-    bucket a second, quiet periods nothing."""
-
-    def __init__(self, bucket: float, span: float, width: int = 1) -> None:
-        self.bucket = bucket
-        self.n = max(1, round(span / bucket))
-        self.width = width
-        self._q: deque[list] = deque()
-
-    def _trim(self, idx: int) -> None:
-        q = self._q
-        while q and q[0][0] <= idx - self.n:
-            q.popleft()
-
-    def add(self, t: float, *values: float) -> None:
-        idx = int(t // self.bucket)
-        q = self._q
-        if q and q[-1][0] == idx:
-            b = q[-1]
-            for i, v in enumerate(values, 1):
-                b[i] += v
-        else:
-            q.append([idx, *values])
-            self._trim(idx)
-
-    def sums(self, t: float) -> list[float]:
-        self._trim(int(t // self.bucket))
-        out = [0.0] * self.width
-        for b in self._q:
-            for i in range(self.width):
-                out[i] += b[i + 1]
-        return out
-
-    def series(self, t: float, column: int = 0) -> list[float]:
-        """One value per bucket, oldest first, the current (partial) bucket last."""
-        idx = int(t // self.bucket)
-        self._trim(idx)
-        out = [0.0] * self.n
-        for b in self._q:
-            pos = self.n - 1 - (idx - b[0])
-            if 0 <= pos < self.n:
-                out[pos] = b[column + 1]
-        return out
-
-
-@dataclass(frozen=True)
-class WatchView:
-    """What the live view shows, taken at one instant."""
-
-    where: str
-    state: str
-    attempt: int
-    error: str | None
-    retry_in: float | None
-    total_stories: int | None
-    total_audio_generations: int | None
-    delta_stories: int
-    delta_audio_generations: int
-    stories_per_min: float
-    audio_per_min: float
-    changes_per_min: float
-    rate_window_s: float
-    last_change_at: float | None  # wall clock
-    since_last_change_s: float | None
-    latency_last_ms: float | None
-    latency_p50_ms: float | None
-    latency_p99_ms: float | None
-    latency_max_ms: float | None
-    changes: int
-    resyncs: int
-    reconnects: int
-    spark: list[int]  # changes per minute, SPARK_BARS of them, oldest first
-    spark_minutes: int
-    watching_s: float
-
-
-@dataclass(frozen=True)
-class WatchSummary:
-    """The end of a watch: what it saw."""
-
-    reason: str  # interrupted | terminated | count | timeout | output closed | ended
-    watched_s: float
-    changes: int
-    resyncs: int
-    reconnects: int
-    total_stories: int | None
-    total_audio_generations: int | None
-    delta_stories: int
-    delta_audio_generations: int
-    latency_p50_ms: float | None
-    latency_p99_ms: float | None
-    latency_max_ms: float | None
-
-
-class WatchStats:
-    """Everything the views need, updated by apply(event) in the LISTEN thread
-    and read by view() from the render thread (both under .lock)."""
-
-    def __init__(self, where: str = "", mono=time.monotonic) -> None:
-        self.where = where
-        self.mono = mono
-        self.lock = threading.Lock()
-        self.started = mono()
-        self.first: Row | None = None
-        self.current: Row | None = None
-        self.changes = 0
-        self.resyncs = 0
-        self.reconnects = 0
-        self.state = ConnectionState("connecting", at=self.started)
-        self.last_change_wall: float | None = None
-        self.last_change_mono: float | None = None
-        self.latency = LatencyStats()
-        self.rates = Window(1.0, RATE_WINDOW, width=3)  # stories, audio, changes
-        self.spark = Window(SPARK_BUCKET, SPARK_BUCKET * SPARK_BARS)
-
-    def apply(self, ev: Event) -> None:
-        if isinstance(ev, Change):
-            now = self.mono()
-            prev = self.current
-            self.current = ev.row
-            self.changes += 1
-            if prev is not None:
-                self.rates.add(now, ev.total_stories - prev.total_stories,
-                               ev.total_audio_generations - prev.total_audio_generations, 1)
-            else:
-                self.rates.add(now, 0, 0, 1)
-            self.spark.add(now, 1)
-            self.last_change_wall = ev.received_at
-            self.last_change_mono = now
-            if ev.latency_ms is not None:
-                self.latency.add(ev.latency_ms)
-        elif isinstance(ev, Snapshot):
-            if self.first is None:
-                self.first = ev.row
-            if ev.reconnect:
-                self.reconnects += 1
-                if ev.changed:
-                    self.resyncs += 1
-            self.current = ev.row
-        elif isinstance(ev, ConnectionState):
-            self.state = ev
-
-    def _deltas(self) -> tuple[int, int]:
-        if self.first is None or self.current is None:
-            return 0, 0
-        return (self.current.total_stories - self.first.total_stories,
-                self.current.total_audio_generations - self.first.total_audio_generations)
-
-    def view(self) -> WatchView:
-        now = self.mono()
-        stories, audio, changes = self.rates.sums(now)
-        span = min(RATE_WINDOW, max(now - self.started, 1.0))
-        per_min = 60.0 / span
-        ds, da = self._deltas()
-        st = self.state
-        retry_in = None
-        if st.retry_in is not None:
-            retry_in = max(0.0, st.at + st.retry_in - now)
-        cur = self.current
-        return WatchView(
-            where=self.where, state=st.state, attempt=st.attempt, error=st.error, retry_in=retry_in,
-            total_stories=cur.total_stories if cur else None,
-            total_audio_generations=cur.total_audio_generations if cur else None,
-            delta_stories=ds, delta_audio_generations=da,
-            stories_per_min=stories * per_min, audio_per_min=audio * per_min,
-            changes_per_min=changes * per_min, rate_window_s=span,
-            last_change_at=self.last_change_wall,
-            since_last_change_s=None if self.last_change_mono is None else now - self.last_change_mono,
-            latency_last_ms=self.latency.last, latency_p50_ms=self.latency.percentile(50),
-            latency_p99_ms=self.latency.percentile(99), latency_max_ms=self.latency.max,
-            changes=self.changes, resyncs=self.resyncs, reconnects=self.reconnects,
-            spark=[int(v) for v in self.spark.series(now)], spark_minutes=SPARK_BARS,
-            watching_s=now - self.started,
-        )
-
-    def summary(self, reason: str) -> WatchSummary:
-        ds, da = self._deltas()
-        cur = self.current
-        return WatchSummary(
-            reason=reason, watched_s=round(self.mono() - self.started, 3), changes=self.changes,
-            resyncs=self.resyncs, reconnects=self.reconnects,
-            total_stories=cur.total_stories if cur else None,
-            total_audio_generations=cur.total_audio_generations if cur else None,
-            delta_stories=ds, delta_audio_generations=da,
-            latency_p50_ms=_round(self.latency.percentile(50)),
-            latency_p99_ms=_round(self.latency.percentile(99)),
-            latency_max_ms=_round(self.latency.max),
-        )
-
-
-def _round(v: float | None) -> float | None:
-    return None if v is None else round(v, 3)
-
-
-# -- the command's loop ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Outcome:
-    summary: WatchSummary
-    code: int
-    message: str | None = None  # why the exit code is not 0
-
-
-class _CtrlC:
-    """SIGINT (and SIGTERM) raises KeyboardInterrupt only while the loop waits for the
-    server; while an event is being applied or written it is noted and acted
-    on right after, so a JSON line is never cut in half."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)  # SIGTERM: a service manager's stop
-
-    def __init__(self) -> None:
-        self.requested = False
-        self.deferring = False
-        self.signum: int | None = None
-        self._old: dict[int, object] = {}
-
-    def _handler(self, signum, frame) -> None:
-        self.requested = True
-        self.signum = self.signum or signum
-        if not self.deferring:
-            raise KeyboardInterrupt
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self._old = {sig: signal.signal(sig, self._handler) for sig in self.SIGNALS}
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-
-
-def follow(db, stats: WatchStats, sink, *, count: int | None = None, timeout: float | None = None,
-           stream: Iterator[Event] | None = None) -> Outcome:
-    """Run the LISTEN loop into sink (a context manager with .event(ev)) until
-    --count changes, --timeout seconds without one, Ctrl-C or a closed stdout.
-    The first connection's errors propagate (GenisssError); then it never fails."""
-    mono = stats.mono
-    reason = "interrupted"
-    stream = stream if stream is not None else events(db)
-    ctrl_c = _CtrlC()
-    try:
-        with ctrl_c:
-            try:
-                # Connect before the view starts, so that a failure is one plain line.
-                first: list[Event] = []
-                for ev in stream:
-                    first.append(ev)
-                    if isinstance(ev, Snapshot):
-                        break
-                quiet_since = mono()
-                with sink:
-                    pending = iter(first)
-                    while True:
-                        ctrl_c.deferring = False
-                        if ctrl_c.requested:
-                            raise KeyboardInterrupt
-                        ev = next(pending, None)
-                        if ev is None:
-                            ev = next(stream, None)
-                            if ev is None:  # only a stream given by a caller ends
-                                reason = "ended"
-                                break
-                        ctrl_c.deferring = True
-                        with stats.lock:
-                            stats.apply(ev)
-                        sink.event(ev)
-                        if isinstance(ev, Change):
-                            quiet_since = mono()
-                            if count is not None and stats.changes >= count:
-                                reason = "count"
-                                break
-                        if timeout is not None and mono() - quiet_since >= timeout:
-                            reason = "timeout"
-                            break
-                    ctrl_c.deferring = True
-            except KeyboardInterrupt:
-                ctrl_c.deferring = True
-                reason = "terminated" if ctrl_c.signum == signal.SIGTERM else "interrupted"
-            except BrokenPipeError:
-                ctrl_c.deferring = True
-                reason = "output closed"
-    finally:
-        ctrl_c.deferring = True
-        stream.close()
-    summary = stats.summary(reason)
-    if reason == "timeout" and count is not None and stats.changes < count:
-        return Outcome(summary, Exit.TIMEOUT,
-                       f"saw {stats.changes} of {count} changes before {timeout:g} s of silence")
-    return Outcome(summary, Exit.OK)

@@ -6,7 +6,7 @@ import re
 import sys
 from dataclasses import dataclass
 
-from genisss_cli import config
+from genisss_cli.conn import config, deadline
 from genisss_cli.errors import Exit, GenisssError
 
 # Supabase's transaction-mode pooler (Supavisor, formerly PgBouncer) listens
@@ -54,7 +54,7 @@ def resolve(option: str | None) -> Database:
     target = config.resolve(option)
     if not target.embedded:
         return Database(target.dsn, target.source, False)
-    from genisss_cli import embedded
+    from genisss_cli.conn import embedded
 
     return Database(embedded.ensure_running(), "embedded", True)
 
@@ -79,7 +79,7 @@ def connect(db: Database, *, session: bool = False, autocommit: bool = True, tim
         kwargs["prepare_threshold"] = None  # no server-side prepared statements there
     answer_timeout = config.query_timeout()
     try:
-        conn = _connection_class().connect(db.dsn, **kwargs)
+        conn = deadline.connection_class().connect(db.dsn, **kwargs)
     except psycopg.Error as exc:
         raise connect_error(db, exc) from None
     conn.answer_timeout = answer_timeout
@@ -146,53 +146,6 @@ def _handed_on(db: Database, pid: int) -> bool:
         return False  # no server session free for a second client: the first keeps its own
     finally:
         probe.close()
-
-
-_CONNECTION_CLASS = None
-
-
-def _connection_class():
-    """psycopg.Connection whose every wait for the server is bounded.
-
-    connect_timeout bounds only the connection. A server that then stops
-    answering (SIGSTOPped, a paused VM, a network cut without a reset: TCP
-    keepalives do not help on a Unix socket, nor with a live kernel in front
-    of a frozen process) would leave a query waiting for ever. Every wait
-    without a deadline of its own (notifies() passes one) gets
-    `answer_timeout` seconds; past it the connection is closed and the
-    command fails like a lost connection (exit 4). Set per connection, e.g.
-    shorter for a heartbeat."""
-    global _CONNECTION_CLASS
-    if _CONNECTION_CLASS is not None:
-        return _CONNECTION_CLASS
-    import psycopg
-    from psycopg import errors as e
-
-    wait_timeout = getattr(e, "_WaitTimeout", None)
-
-    class Connection(psycopg.Connection):
-        answer_timeout: float | None = None
-
-        def wait(self, gen, interval=0.1, timeout=None):
-            if timeout is not None or not self.answer_timeout or wait_timeout is None:
-                return super().wait(gen, interval=interval, timeout=timeout)
-            try:
-                return super().wait(gen, interval=interval, timeout=self.answer_timeout)
-            except wait_timeout:
-                raise silent_server(self.pgconn, self.answer_timeout) from None
-
-    _CONNECTION_CLASS = Connection
-    return Connection
-
-
-def silent_server(pgconn, timeout: float):
-    """A server that did not answer for `timeout` seconds: close the libpq
-    connection (its state is unknown: never reuse it) and return the error
-    that makes the command fail as on a lost connection (exit 4)."""
-    import psycopg
-
-    pgconn.finish()
-    return psycopg.OperationalError(f"no answer from the server within {timeout:g} s (GENISSS_QUERY_TIMEOUT)")
 
 
 def set_lock_timeout(conn, seconds: float) -> None:

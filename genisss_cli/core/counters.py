@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from genisss_cli import revisions
+from genisss_cli.core import schema as revisions
 from genisss_cli.errors import Exit, GenisssError
 
 DEFAULT_PUBLICATION = "supabase_realtime"
@@ -220,12 +220,12 @@ def _prepared(conn, query: str):
     # by answering with a backend key of its own.
     if conn.prepare_threshold is None:
         return None
-    from genisss_cli import db
+    from genisss_cli.conn import db
 
     if db.pooled_pid(conn) is not None:
         conn.prepare_threshold = None
         return None
-    from genisss_cli.prepared import PreparedCall
+    from genisss_cli.core.prepared import PreparedCall
 
     return PreparedCall(conn, query)
 
@@ -446,7 +446,7 @@ def sync(conn, *, dry_run: bool = False, if_drift: bool = False,
                               dry_run=dry_run, skipped=not dry_run)
     # An UndefinedFunction here becomes NOT_MIGRATED, a lock timeout TIMEOUT,
     # in db.translate().
-    from genisss_cli import db
+    from genisss_cli.conn import db
 
     with conn.transaction():
         db.set_lock_timeout(conn, lock_timeout)

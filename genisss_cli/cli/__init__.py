@@ -78,7 +78,7 @@ def main_options(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Show the version and exit.")] = False,
 ) -> None:
-    from genisss_cli import config
+    from genisss_cli.conn import config
 
     _state["database_url"] = database_url
     _state["debug"] = debug
@@ -87,7 +87,7 @@ def main_options(
 
 
 def database():
-    from genisss_cli import db
+    from genisss_cli.conn import db
 
     return db.resolve(_state["database_url"])
 
@@ -111,7 +111,8 @@ def migrate_up(
 
     Example: genisss migrate up
     """
-    from genisss_cli import migrate, render
+    from genisss_cli import render
+    from genisss_cli.core import migrate
 
     db = database()
     if dry_run:
@@ -149,7 +150,8 @@ def migrate_down(
 
     Example: genisss migrate down --yes
     """
-    from genisss_cli import migrate, render
+    from genisss_cli import render
+    from genisss_cli.core import migrate
 
     db = database()
     plan = migrate.plan_downgrade(db, target)
@@ -181,7 +183,8 @@ def migrate_status(as_json: JsonOpt = False) -> int:
 
     Example: genisss migrate status --json
     """
-    from genisss_cli import migrate, render
+    from genisss_cli import render
+    from genisss_cli.core import migrate
 
     st = migrate.status(database())
     render.migrate_status(st, as_json)
@@ -191,7 +194,8 @@ def migrate_status(as_json: JsonOpt = False) -> int:
 @migrate_app.command("history")
 def migrate_history(as_json: JsonOpt = False) -> int:
     """The migrations genisss knows, oldest first (reads no database)."""
-    from genisss_cli import migrate, render
+    from genisss_cli import render
+    from genisss_cli.core import migrate
 
     current = None
     if _state["database_url"] is not None:
@@ -217,7 +221,7 @@ def migrate_sql(
 
     Example: genisss migrate sql up > 033.sql
     """
-    from genisss_cli import migrate
+    from genisss_cli.core import migrate
 
     if direction not in ("up", "down"):
         raise typer.BadParameter("must be up or down", param_hint="DIRECTION")
@@ -243,7 +247,7 @@ def db_url(as_json: JsonOpt = False) -> int:
 
 
 def _embedded_only(verb: str) -> None:
-    from genisss_cli import config
+    from genisss_cli.conn import config
 
     target = config.resolve(_state["database_url"])
     if not target.embedded:
@@ -258,7 +262,8 @@ def _embedded_only(verb: str) -> None:
 @db_app.command("start")
 def db_start(as_json: JsonOpt = False) -> int:
     """Start the embedded PostgreSQL (wal_level = logical) if it is not running."""
-    from genisss_cli import embedded, render
+    from genisss_cli import render
+    from genisss_cli.conn import embedded
 
     _embedded_only("start")
     st = embedded.status()
@@ -271,7 +276,8 @@ def db_start(as_json: JsonOpt = False) -> int:
 @db_app.command("stop")
 def db_stop(as_json: JsonOpt = False) -> int:
     """Stop the embedded PostgreSQL (its data stays)."""
-    from genisss_cli import embedded, render
+    from genisss_cli import render
+    from genisss_cli.conn import embedded
 
     _embedded_only("stop")
     stopped = embedded.stop()
@@ -286,7 +292,8 @@ def db_stop(as_json: JsonOpt = False) -> int:
 @db_app.command("status")
 def db_status(as_json: JsonOpt = False) -> int:
     """Is the embedded PostgreSQL running, where are its data, its URL."""
-    from genisss_cli import embedded, render
+    from genisss_cli import render
+    from genisss_cli.conn import embedded
 
     _embedded_only("status")
     render.embedded_status(embedded.status(), as_json)
@@ -315,8 +322,9 @@ def counter_status(
 
     Example: genisss status --json
     """
-    from genisss_cli import counters, render
-    from genisss_cli import db as dbmod
+    from genisss_cli import render
+    from genisss_cli.conn import db as dbmod
+    from genisss_cli.core import counters
 
     target = database()
     with dbmod.connect(target) as conn:
@@ -343,8 +351,9 @@ def counter_bump(
 
     Example: genisss bump story --count 100
     """
-    from genisss_cli import counters, render
-    from genisss_cli import db as dbmod
+    from genisss_cli import render
+    from genisss_cli.conn import db as dbmod
+    from genisss_cli.core import counters
 
     if kind not in counters.BUMP_SQL:
         raise typer.BadParameter("must be story or audio", param_hint="story|audio")
@@ -377,8 +386,9 @@ def counter_drift(
 
     Example: genisss drift --tolerance 2 --json
     """
-    from genisss_cli import counters, render
-    from genisss_cli import db as dbmod
+    from genisss_cli import render
+    from genisss_cli.conn import db as dbmod
+    from genisss_cli.core import counters
 
     sources = [counters.STORIES]
     if audio_table is not None:
@@ -407,8 +417,9 @@ def counter_sync(
 
     Example: genisss sync --if-drift
     """
-    from genisss_cli import counters, render
-    from genisss_cli import db as dbmod
+    from genisss_cli import render
+    from genisss_cli.conn import db as dbmod
+    from genisss_cli.core import counters
 
     with dbmod.connect(database()) as conn, \
             render.spinner_after("counting rows...", not as_json and render.interactive()):
@@ -446,7 +457,8 @@ def watch_command(
 
     Examples: genisss watch, genisss watch --json --count 10
     """
-    from genisss_cli import render, watch
+    from genisss_cli import render
+    from genisss_cli.core import watch
 
     db = database()
     stats = watch.WatchStats(db.where)
@@ -486,7 +498,8 @@ def check_command(
 
     Example: genisss check --live
     """
-    from genisss_cli import checks, render
+    from genisss_cli import render
+    from genisss_cli.core import checks
 
     db = database()
     options = checks.Options(publication=publication, live=live, live_timeout=live_timeout)
@@ -528,7 +541,7 @@ def run(argv: list[str] | None = None) -> int:
     except GenisssError as exc:
         return _fail(exc)
     except Exception as exc:  # with --debug, _fail prints its traceback (redacted)
-        from genisss_cli import db
+        from genisss_cli.conn import db
 
         translated = db.translate(exc)
         if translated is None:

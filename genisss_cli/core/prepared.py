@@ -14,7 +14,7 @@ guard thread does what they would have done:
   KeyboardInterrupt;
 - when a call has had no answer for GENISSS_QUERY_TIMEOUT (a frozen server,
   which would not even take a cancel request) it shuts the socket down, and the
-  call fails as db.silent_server says.
+  call fails as deadline.silent_server says.
 """
 
 from __future__ import annotations
@@ -55,9 +55,9 @@ class PreparedCall:
         if self.interrupted:
             raise KeyboardInterrupt
         if self.timed_out:
-            from genisss_cli import db
+            from genisss_cli.conn import deadline
 
-            raise db.silent_server(self._pgconn, self.timeout)
+            raise deadline.silent_server(self._pgconn, self.timeout)
         if res.status != self._ok:
             if self._pgconn.status == self._bad:  # as psycopg's own wait reports a lost server
                 raise self._errors.OperationalError(self._pq.error_message(res, encoding=self._encoding))

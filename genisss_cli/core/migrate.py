@@ -11,8 +11,8 @@ import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from genisss_cli import db as dbmod
-from genisss_cli import revisions
+from genisss_cli.conn import db as dbmod
+from genisss_cli.core import schema as revisions
 from genisss_cli.errors import Exit, GenisssError
 
 # pg_advisory_xact_lock key: "genisss" in ASCII. A transaction-level lock, so

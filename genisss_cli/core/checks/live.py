@@ -20,7 +20,7 @@ import os
 import threading
 import time
 
-from genisss_cli.checks import CheckResult, Context, reason
+from genisss_cli.core.checks.model import CheckResult, Context, reason
 
 LISTEN_ROW = "live: LISTEN"
 SLOT_ROW = "live: publication"
@@ -128,8 +128,8 @@ class Listener:
     """LISTEN global_stats on its own session; a thread waits for our notification."""
 
     def __init__(self, db, notifier_pid: int):
-        from genisss_cli import db as dbmod
-        from genisss_cli.watch import listen
+        from genisss_cli.conn import db as dbmod
+        from genisss_cli.core.watch import listen
 
         self.conn = dbmod.connect(db, session=True)
         try:
@@ -191,7 +191,7 @@ class Slot:
     def __init__(self, db, publication: str):
         from psycopg import sql
 
-        from genisss_cli import db as dbmod
+        from genisss_cli.conn import db as dbmod
 
         self.name = f"genisss_check_{os.getpid()}_{int(time.time() * 1000) % 10**8}"
         self.conn = dbmod.connect(db, session=True)

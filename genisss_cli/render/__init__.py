@@ -13,7 +13,7 @@ import sys
 from datetime import date, datetime
 from decimal import Decimal
 
-from genisss_cli import config
+from genisss_cli.conn import config
 
 _consoles: dict[str, object] = {}
 
@@ -571,7 +571,7 @@ class WatchJson:
             raise
 
     def event(self, ev) -> None:
-        from genisss_cli import watch
+        from genisss_cli.core import watch
 
         if isinstance(ev, watch.Change):
             self._line(ev.total_stories, ev.total_audio_generations, ev.updated_at, ev.received_at,

@@ -1,0 +1,111 @@
+"""The watch command's loop: drive the LISTEN feed into a sink until --count,
+--timeout, Ctrl-C, SIGTERM or a closed stdout."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from genisss_cli.core.watch.feed import Change, Event, Snapshot, events
+from genisss_cli.core.watch.stats import WatchStats, WatchSummary
+from genisss_cli.errors import Exit
+
+# -- the command's loop ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Outcome:
+    summary: WatchSummary
+    code: int
+    message: str | None = None  # why the exit code is not 0
+
+
+class _CtrlC:
+    """SIGINT (and SIGTERM) raises KeyboardInterrupt only while the loop waits for the
+    server; while an event is being applied or written it is noted and acted
+    on right after, so a JSON line is never cut in half."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)  # SIGTERM: a service manager's stop
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.deferring = False
+        self.signum: int | None = None
+        self._old: dict[int, object] = {}
+
+    def _handler(self, signum, frame) -> None:
+        self.requested = True
+        self.signum = self.signum or signum
+        if not self.deferring:
+            raise KeyboardInterrupt
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._old = {sig: signal.signal(sig, self._handler) for sig in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def follow(db, stats: WatchStats, sink, *, count: int | None = None, timeout: float | None = None,
+           stream: Iterator[Event] | None = None) -> Outcome:
+    """Run the LISTEN loop into sink (a context manager with .event(ev)) until
+    --count changes, --timeout seconds without one, Ctrl-C or a closed stdout.
+    The first connection's errors propagate (GenisssError); then it never fails."""
+    mono = stats.mono
+    reason = "interrupted"
+    stream = stream if stream is not None else events(db)
+    ctrl_c = _CtrlC()
+    try:
+        with ctrl_c:
+            try:
+                # Connect before the view starts, so that a failure is one plain line.
+                first: list[Event] = []
+                for ev in stream:
+                    first.append(ev)
+                    if isinstance(ev, Snapshot):
+                        break
+                quiet_since = mono()
+                with sink:
+                    pending = iter(first)
+                    while True:
+                        ctrl_c.deferring = False
+                        if ctrl_c.requested:
+                            raise KeyboardInterrupt
+                        ev = next(pending, None)
+                        if ev is None:
+                            ev = next(stream, None)
+                            if ev is None:  # only a stream given by a caller ends
+                                reason = "ended"
+                                break
+                        ctrl_c.deferring = True
+                        with stats.lock:
+                            stats.apply(ev)
+                        sink.event(ev)
+                        if isinstance(ev, Change):
+                            quiet_since = mono()
+                            if count is not None and stats.changes >= count:
+                                reason = "count"
+                                break
+                        if timeout is not None and mono() - quiet_since >= timeout:
+                            reason = "timeout"
+                            break
+                    ctrl_c.deferring = True
+            except KeyboardInterrupt:
+                ctrl_c.deferring = True
+                reason = "terminated" if ctrl_c.signum == signal.SIGTERM else "interrupted"
+            except BrokenPipeError:
+                ctrl_c.deferring = True
+                reason = "output closed"
+    finally:
+        ctrl_c.deferring = True
+        stream.close()
+    summary = stats.summary(reason)
+    if reason == "timeout" and count is not None and stats.changes < count:
+        return Outcome(summary, Exit.TIMEOUT,
+                       f"saw {stats.changes} of {count} changes before {timeout:g} s of silence")
+    return Outcome(summary, Exit.OK)
