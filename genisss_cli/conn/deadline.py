@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-_CONNECTION_CLASS = None
+_CLASS = None
 
 
-def _connection_class():
+def connection_class():
     """psycopg.Connection whose every wait for the server is bounded.
 
     connect_timeout bounds only the connection. A server that then stops
@@ -16,9 +16,9 @@ def _connection_class():
     `answer_timeout` seconds; past it the connection is closed and the
     command fails like a lost connection (exit 4). Set per connection, e.g.
     shorter for a heartbeat."""
-    global _CONNECTION_CLASS
-    if _CONNECTION_CLASS is not None:
-        return _CONNECTION_CLASS
+    global _CLASS
+    if _CLASS is not None:
+        return _CLASS
     import psycopg
     from psycopg import errors as e
 
@@ -35,7 +35,7 @@ def _connection_class():
             except wait_timeout:
                 raise silent_server(self.pgconn, self.answer_timeout) from None
 
-    _CONNECTION_CLASS = Connection
+    _CLASS = Connection
     return Connection
 
 
