@@ -222,12 +222,13 @@ def oneshot(b: Bench) -> None:
             f.note = str(exc)
     # The floor under both rows: importing the fixed stack (psycopg, Typer and
     # the Rich table every command prints), without connecting, and ending as
-    # genisss ends (entry.exit_now: no teardown of the modules), against the
-    # same bare script. genisss cannot start and stop faster than this.
+    # genisss ends (entry.skip_teardown, then exit_now: no teardown of the
+    # modules), against the same bare script. genisss cannot start and stop
+    # faster than this.
     f = b.fig("oneshot_floor", "one-shot floor: import psycopg, typer, rich.table; exit", "ms", "report")
     f.detail["baseline_cmd"] = "bare psycopg script: connect, " + query
-    floor = ("import psycopg, typer, rich.console, rich.table\n"
-             "from genisss_cli.entry import exit_now\nexit_now(0)")
+    floor = ("from genisss_cli import entry\nentry.skip_teardown()\n"
+             "import psycopg, typer, rich.console, rich.table\nentry.exit_now(0)")
     res = h.interleaved({
         "genisss": b.t([b.progs.python, "-c", floor]),
         "baseline": b.t(b.progs.bare("query.py", b.server.dsn_for(SMALL), query)),

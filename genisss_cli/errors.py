@@ -35,3 +35,17 @@ class GenisssError(Exception):
 
     def __str__(self) -> str:
         return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+# Errors more than one command raises, each worded once.
+
+def missing_row() -> GenisssError:
+    return GenisssError(Exit.NOT_MIGRATED, "global_stats has no 'singleton' row",
+                        "recreate it: INSERT INTO public.global_stats (id) VALUES ('singleton'); "
+                        "then genisss sync")
+
+
+def not_migrated(where: str) -> GenisssError:
+    return GenisssError(Exit.NOT_MIGRATED,
+                        f"migration 033 is not applied to {where}: public.global_stats does not exist",
+                        "run: genisss migrate up")

@@ -14,7 +14,6 @@ import json
 import os
 import signal
 import socket
-import sys
 import threading
 import time
 import traceback
@@ -76,41 +75,31 @@ def commands() -> list[str]:
 
 def run_cli(argv: list[str], *, env: dict | None = None, cwd: Path, data_dir: Path | None = None,
             guard: float = 60.0) -> Run:
-    """genisss.cli.run(argv) in this process, as from a clean shell in `cwd`.
+    """genisss.cli.run(argv, Env) in this process, as from a clean shell in `cwd`:
+    the Env carries the environment, the folder and the streams, so nothing of
+    one run reaches the next.
 
     After `guard` seconds it is interrupted as by Ctrl-C (exit 130): a command
     that hangs fails its test instead of hanging the suite."""
     from genisss_cli import cli
-    from genisss_cli.conn import config
+    from genisss_cli.env import Env
 
-    config.SECRETS.clear()
-    config.CONNECT_TIMEOUT_OVERRIDE = None
-    cli._state.update(database_url=None, debug=False)
-    saved_env = dict(os.environ)
-    saved_cwd = os.getcwd()
-    for key in ("DATABASE_URL", "GENISSS_DATABASE_URL", "GENISSS_CONNECT_TIMEOUT"):
-        os.environ.pop(key, None)
-    os.environ["GENISSS_DATA_DIR"] = str(data_dir or cwd / "genisss-data")
-    os.environ.update(env or {})
+    environ = {k: v for k, v in os.environ.items()
+               if k not in ("DATABASE_URL", "GENISSS_DATABASE_URL", "GENISSS_CONNECT_TIMEOUT")}
+    environ["GENISSS_DATA_DIR"] = str(data_dir or cwd / "genisss-data")
+    environ.update(env or {})
     out, err = io.StringIO(), io.StringIO()
+    # no terminal on stdin: nothing may wait for an answer
+    run_env = Env(environ=environ, cwd=cwd, stdin=io.StringIO(""), stdout=out, stderr=err)
     trace = ""
     code = -1
-    saved_stdin = sys.stdin
-    try:
-        os.chdir(cwd)
-        sys.stdin = io.StringIO("")  # no terminal: nothing may wait for an answer
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), interrupt_after(guard):
-            try:
-                code = cli.run([str(a) for a in argv])
-            except BaseException as exc:  # only --debug re-raises; Python would print this
-                trace = "".join(traceback.format_exception(exc))
-                code = 1
-    finally:
-        sys.stdin = saved_stdin
-        os.chdir(saved_cwd)
-        os.environ.clear()
-        os.environ.update(saved_env)
-        config.CONNECT_TIMEOUT_OVERRIDE = None
+    # Typer writes --help and its usage text to sys.stdout itself.
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), interrupt_after(guard):
+        try:
+            code = cli.run([str(a) for a in argv], run_env)
+        except BaseException as exc:  # only --debug re-raises; Python would print this
+            trace = "".join(traceback.format_exception(exc))
+            code = 1
     return Run(int(code), out.getvalue(), err.getvalue(), trace)
 
 
@@ -368,10 +357,10 @@ def assert_consistent(dsn: str) -> str | None:
     """alembic_version and migration 033's six objects agree: all there at
     033 and at head (034, whose trigger is the gated one), none below it
     (never a half-applied migration). The revision."""
-    from genisss_cli.core import schema as revisions
+    from genisss_cli.core import schema
 
     with psycopg.connect(dsn, autocommit=True) as conn:
-        version = revisions.current(conn)
+        version = schema.current_revision(conn)
         objects = conn.execute("""
             SELECT (to_regclass('public.global_stats') IS NOT NULL)::int
                  + (SELECT count(*) FROM pg_proc WHERE pronamespace = 'public'::regnamespace AND proname IN
@@ -381,6 +370,6 @@ def assert_consistent(dsn: str) -> str | None:
         gated = conn.execute("""
             SELECT count(*) FROM pg_trigger WHERE tgname = 'global_stats_notify' AND tgqual IS NOT NULL
             """).fetchone()[0]
-    assert objects == (6 if version in (revisions.REALTIME, revisions.HEAD) else 0), (version, objects)
-    assert gated == (version == revisions.HEAD), (version, gated)
+    assert objects == (6 if version in (schema.REALTIME, schema.HEAD) else 0), (version, objects)
+    assert gated == (version == schema.HEAD), (version, gated)
     return version

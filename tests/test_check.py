@@ -20,6 +20,7 @@ from conftest import clean_env, require_plain
 
 from genisss_cli.conn import db as dbmod
 from genisss_cli.core import checks
+from genisss_cli.core.checks import model
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -81,7 +82,7 @@ def as_dicts(rows) -> dict:
 
 
 def in_process(testdb, **options):
-    results = checks.run(dbmod.Database(testdb.dsn, "test", False), checks.Options(**options))
+    results = checks.run(dbmod.Database(testdb.dsn, "test", False), checks.Options(**options)).results
     return {r.name: r for r in results}
 
 
@@ -250,7 +251,7 @@ def test_a_missing_table_at_head_is_restored_by_the_printed_script(supabase_migr
     db.execute("DROP TABLE global_stats CASCADE")
     _, rows = check(genisss, db)
     assert rows["migration"]["status"] == "pass"
-    assert rows["table"]["fix"] == checks.RERUN_033
+    assert rows["table"]["fix"] == model.RERUN_033
     apply_fix(db, rows["table"]["fix"], tmp_path)
     _, rows = check(genisss, db)
     assert failing(rows) == expected_failures(db.server)

@@ -1,6 +1,7 @@
-"""The console script's quick exit (genisss_cli.entry.exit_now): it skips
-Python's teardown, and must lose nothing by it: not the output, not an atexit
-handler, not a running thread, not a clean goodbye to the server."""
+"""The console script's quick exit (genisss_cli.entry: skip_teardown, then
+exit_now): it skips Python's teardown, and must lose nothing by it: not the
+output, not an atexit handler, not a running thread, not a clean goodbye to
+the server."""
 
 import subprocess
 import sys
@@ -18,7 +19,8 @@ def test_buffered_output_and_atexit_handlers_survive(tmp_path):
     # stdout is a pipe here, so block-buffered: nothing is written until a flush.
     r = python(tmp_path, """if True:
         import atexit, sys
-        from genisss_cli.entry import exit_now
+        from genisss_cli.entry import exit_now, skip_teardown
+        skip_teardown()
         atexit.register(lambda: print("atexit ran"))
         print("x" * 100_000, end="")
         print("the last line")
@@ -34,7 +36,8 @@ def test_buffered_output_and_atexit_handlers_survive(tmp_path):
 def test_a_running_thread_is_waited_for(tmp_path):
     r = python(tmp_path, """if True:
         import threading, time
-        from genisss_cli.entry import exit_now
+        from genisss_cli.entry import exit_now, skip_teardown
+        skip_teardown()
         threading.Thread(target=lambda: (time.sleep(0.3), print("thread done"))).start()
         exit_now(0)
     """)

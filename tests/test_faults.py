@@ -25,8 +25,7 @@ from reliability import (
     waiting_on_lock,
 )
 
-from genisss_cli.core import migrate
-from genisss_cli.core import schema as revisions
+from genisss_cli.core import schema
 from genisss_cli.core.watch import listen, parse_change
 
 SECRET = "Fault-Pa55word"
@@ -66,9 +65,15 @@ def finish(proc, timeout: float = GUARD):
 
 
 def one_line(err: str) -> str:
+    """The one error line; with --json it is a JSON object (error, exit, hint)."""
     lines = [ln for ln in err.strip().splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("genisss: error: "), err
     assert "Traceback" not in err and SECRET not in err
+    assert len(lines) == 1, err
+    if lines[0].startswith("{"):
+        error = json.loads(lines[0])
+        assert set(error) == {"error", "exit", "hint"}, err
+        return f"genisss: error: {error['error']}"
+    assert lines[0].startswith("genisss: error: "), err
     return lines[0]
 
 
@@ -125,7 +130,7 @@ def test_a_server_that_freezes_in_the_middle_of_a_command(cluster, db, popen_gen
     GENISSS_QUERY_TIMEOUT (exit 4), instead of waiting for ever."""
     holder = _hold_row_lock(db)
     lock = psycopg.connect(db, autocommit=True)
-    lock.execute("SELECT pg_advisory_lock(%s)", [migrate.LOCK_KEY])
+    lock.execute("SELECT pg_advisory_lock(%s)", [schema.MIGRATE_LOCK])
     try:
         env = {"GENISSS_QUERY_TIMEOUT": "2"}
         sync = popen_genisss("sync", dsn=db, env=env)  # waits for the row lock
@@ -179,7 +184,7 @@ def test_server_stops_in_the_middle_of_migrate_up(cluster, popen_genisss, geniss
     assert q(dsn, "SELECT count(*) FROM public.user_stories") == (1323,)
     r = genisss("migrate", "up", dsn=dsn)
     assert r.code == 0, r.err
-    assert assert_consistent(dsn) == revisions.HEAD
+    assert assert_consistent(dsn) == schema.HEAD
     assert q(dsn, "SELECT total_stories FROM global_stats") == (1323,)
 
 

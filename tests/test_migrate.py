@@ -10,14 +10,13 @@ import psycopg
 import pytest
 from conftest import REPO, require_plain
 
-from genisss_cli.core import migrate
-from genisss_cli.core import schema as revisions
+from genisss_cli.core import migrate, schema
 
 
 def test_head_constant_matches_alembic():
-    assert migrate.head() == revisions.HEAD
-    assert migrate.ordered_revisions() == [revisions.BASELINE, revisions.REALTIME, revisions.WATCHED]
-    assert revisions.HEAD == revisions.WATCHED
+    assert migrate.ordered_revisions()[-1] == schema.HEAD
+    assert migrate.ordered_revisions() == [schema.BASELINE, schema.REALTIME, schema.WATCHED]
+    assert schema.HEAD == schema.WATCHED
 
 
 def test_up_down_up_round_trip_keeps_user_stories(fresh_db, genisss):
@@ -37,7 +36,7 @@ def test_up_down_up_round_trip_keeps_user_stories(fresh_db, genisss):
     assert r.code == 0, r.err
     # The row starts at the real number of stories.
     assert fresh_db.scalar("SELECT total_stories FROM global_stats") == 5
-    assert fresh_db.scalar("SELECT version_num FROM alembic_version") == revisions.HEAD
+    assert fresh_db.scalar("SELECT version_num FROM alembic_version") == schema.HEAD
 
 
 def test_up_is_idempotent(migrated_db, genisss):
@@ -66,11 +65,11 @@ def test_down_asks_and_shows_what_is_lost(migrated_db, genisss):
     r = genisss("migrate", "down", "--dry-run", "--json", dsn=migrated_db.dsn)
     assert r.code == 0
     plan = json.loads(r.out)
-    assert plan["reverts"] == [revisions.WATCHED] and plan["counters"] is None
+    assert plan["reverts"] == [schema.WATCHED] and plan["counters"] is None
     assert plan["drops"] == ["trigger global_stats_notify's WHEN clause: it notifies on every update again"]
     r = genisss("migrate", "down", "--yes", dsn=migrated_db.dsn)
     assert r.code == 0, r.err
-    assert migrated_db.scalar("SELECT version_num FROM alembic_version") == revisions.REALTIME
+    assert migrated_db.scalar("SELECT version_num FROM alembic_version") == schema.REALTIME
     assert migrated_db.scalar("SELECT tgqual IS NULL FROM pg_trigger WHERE tgname = 'global_stats_notify'")
     assert migrated_db.scalar("SELECT total_stories FROM global_stats") == 7
 
@@ -81,7 +80,7 @@ def test_down_asks_and_shows_what_is_lost(migrated_db, genisss):
 
     r = genisss("migrate", "down", "--yes", dsn=migrated_db.dsn)
     assert r.code == 0, r.err
-    assert migrated_db.scalar("SELECT version_num FROM alembic_version") == revisions.BASELINE
+    assert migrated_db.scalar("SELECT version_num FROM alembic_version") == schema.BASELINE
 
 
 def _psql() -> str:
@@ -171,7 +170,7 @@ def test_adopts_a_hand_applied_033_and_keeps_the_counter(fresh_db, genisss):
     r = genisss("migrate", "up", dsn=fresh_db.dsn)
     assert r.code == 0, r.err
     assert fresh_db.scalar("SELECT total_stories FROM global_stats") == 1323
-    assert fresh_db.scalar("SELECT version_num FROM alembic_version") == revisions.HEAD
+    assert fresh_db.scalar("SELECT version_num FROM alembic_version") == schema.HEAD
     # what was missing is there now
     assert fresh_db.scalar("SELECT count(*) FROM information_schema.columns "
                            "WHERE table_name = 'global_stats' AND column_name = 'last_audio_at'") == 1
@@ -201,7 +200,7 @@ def test_migration_waits_at_most_its_lock_timeout(migrated_db, genisss):
     assert r.code == 8, r.err
     assert "lock" in r.err and len(r.err.strip().splitlines()) == 1
     assert elapsed < 15
-    assert migrated_db.scalar("SELECT version_num FROM alembic_version") == revisions.HEAD
+    assert migrated_db.scalar("SELECT version_num FROM alembic_version") == schema.HEAD
 
 
 def test_plain_postgres_policy_is_for_public(fresh_db, genisss):

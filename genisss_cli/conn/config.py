@@ -15,15 +15,32 @@ from genisss_cli.errors import Exit, GenisssError
 
 ENV_KEYS = ("GENISSS_DATABASE_URL", "DATABASE_URL")
 DEFAULT_CONNECT_TIMEOUT = 10.0
-CONNECT_TIMEOUT_OVERRIDE: float | None = None  # --connect-timeout
 # How long a query may go without an answer before genisss gives up on the
 # server (frozen, paused, or cut off without a reset): longer than any lock
 # timeout a command takes (at most 600 s) and than a COUNT(*) of a big table.
 DEFAULT_QUERY_TIMEOUT = 900.0
 
-# Every password genisss has seen this run. render masks each of them in
-# anything it prints, as a last line of defence behind display_dsn().
-SECRETS: set[str] = set()
+
+class Dsn:
+    """A connection string as given, password and all. Results carry it in
+    this wrapper so that nothing prints it by accident: render.show_url is the
+    one way to turn it into text, with the password masked."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: str):
+        self.value = value
+
+    def __repr__(self) -> str:
+        return "Dsn(...)"
+
+    __str__ = __repr__
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Dsn) and other.value == self.value
+
+    def __hash__(self) -> int:
+        return hash(self.value)
 
 
 @dataclass(frozen=True)
@@ -94,7 +111,6 @@ def normalize(dsn: str, source: str) -> str:
 
     dsn = dsn.strip()
     dsn = re.sub(r"^postgres(?:ql)?\+\w+://", "postgresql://", dsn)
-    _remember_password_of(dsn)
     try:
         params = conninfo.conninfo_to_dict(dsn)
     except Exception:
@@ -104,62 +120,36 @@ def normalize(dsn: str, source: str) -> str:
             f"malformed database URL (from {source})",
             "expected postgresql://user:password@host:5432/dbname",
         ) from None
-    if params.get("password"):
-        SECRETS.add(params["password"])
     if "@" in (params.get("host") or ""):  # libpq split the password at its own '@'
         raise GenisssError(Exit.CONFIG, f"malformed database URL (from {source}): '@' in the host",
                            "write an '@' in the password as %40")
+    secrets = _passwords_in(dsn) | {params.get("password") or ""}
     for port in str(params.get("port") or "5432").split(","):
         if not (port.isdigit() and 0 < int(port) < 65536):
             # A '/' in the password makes libpq read part of it as the port: don't echo that.
-            shown = "" if any(port in s for s in SECRETS) else f" {port!r}"
+            shown = "" if any(port in s for s in secrets if s) else f" {port!r}"
             raise GenisssError(Exit.CONFIG, f"malformed database URL (from {source}): bad port{shown}",
                                "expected postgresql://user:password@host:5432/dbname "
                                "(write '/' in a password as %2F)")
     return dsn
 
 
-def _remember_password_of(dsn: str) -> None:
-    # Before parsing, so that even a DSN libpq rejects has its secret masked.
+def _passwords_in(dsn: str) -> set[str]:
+    """What the user may have meant as the password, however libpq read the string."""
+    from urllib.parse import unquote
+
+    found = set()
     m = re.match(r"^[a-z]+://[^:/@]*:([^@]*)@", dsn)
     if m and m.group(1):
-        from urllib.parse import unquote
-
-        SECRETS.update({m.group(1), unquote(m.group(1))})
+        found |= {m.group(1), unquote(m.group(1))}
     m = re.search(r"password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", dsn)
     if m:
-        SECRETS.add(m.group(1).strip("'"))
-
-
-def display_dsn(dsn: str) -> str:
-    """The DSN as a URL with the password replaced by ***."""
-    from urllib.parse import quote
-
-    from psycopg import conninfo
-
-    params = conninfo.conninfo_to_dict(dsn)
-    user = params.pop("user", "")
-    secret = ":***" if params.pop("password", None) else ""
-    host = params.pop("host", "")
-    port = params.pop("port", "")
-    dbname = params.pop("dbname", "")
-    auth = f"{quote(user, safe='')}{secret}@" if user or secret else ""
-    netloc = ""
-    if host and not host.startswith("/") and "," not in host:
-        netloc = host + (f":{port}" if port else "")
-    else:
-        if host:
-            params = {"host": host, **params}
-        if port:
-            params["port"] = port
-    query = "&".join(f"{k}={v}" for k, v in params.items())
-    return f"postgresql://{auth}{netloc}/{dbname}" + (f"?{query}" if query else "")
+        found.add(m.group(1).strip("'"))
+    return found
 
 
 def connect_timeout(env=None) -> float:
-    """Seconds to wait for the server to answer a connection (--connect-timeout)."""
-    if CONNECT_TIMEOUT_OVERRIDE is not None:
-        return CONNECT_TIMEOUT_OVERRIDE
+    """GENISSS_CONNECT_TIMEOUT: seconds to wait for the server to answer a connection."""
     return _seconds_setting("GENISSS_CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT, 3600, env)
 
 
@@ -180,3 +170,14 @@ def _seconds_setting(key: str, default: float, most: float, env=None) -> float:
     if not 0 < value <= most:  # also rejects nan
         raise GenisssError(Exit.CONFIG, f"{key} must be seconds between 0 and {most:g}")
     return value
+
+
+def data_dir(env=None) -> Path:
+    """Where the embedded server keeps its data: GENISSS_DATA_DIR, or the user's data folder."""
+    env = os.environ if env is None else env
+    override = env.get("GENISSS_DATA_DIR", "").strip()
+    if override:
+        return Path(override).expanduser()
+    import platformdirs  # only where the embedded server is the one in use
+
+    return platformdirs.user_data_path("genisss")

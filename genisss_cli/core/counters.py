@@ -8,22 +8,21 @@ bare psycopg script (docs/performance.md).
 
 from __future__ import annotations
 
-import signal
+import itertools
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from genisss_cli.core import schema as revisions
-from genisss_cli.errors import Exit, GenisssError
+from genisss_cli.conn.config import Dsn
+from genisss_cli.core import schema
+from genisss_cli.errors import Exit, GenisssError, missing_row, not_migrated
+from genisss_cli.interrupts import Interrupts
 
-DEFAULT_PUBLICATION = "supabase_realtime"
 MAX_BUMPS = 1_000_000  # a sane upper bound for `bump --count`
-COUNTER_TABLE = "public.global_stats"
 
 _NOT_MIGRATED_HINT = "run: genisss migrate up"
-_NO_ROW_HINT = "recreate it: INSERT INTO public.global_stats (id) VALUES ('singleton'); then genisss sync"
 
 
 # -- sources ------------------------------------------------------------------------
@@ -92,14 +91,8 @@ def read_row(conn) -> CounterRow | None:
 def require_row(conn) -> CounterRow:
     row = read_row(conn)
     if row is None:
-        raise GenisssError(Exit.NOT_MIGRATED, "global_stats has no 'singleton' row", _NO_ROW_HINT)
+        raise missing_row()
     return row
-
-
-def not_migrated(where: str) -> GenisssError:
-    return GenisssError(Exit.NOT_MIGRATED,
-                        f"migration 033 is not applied to {where}: public.global_stats does not exist",
-                        _NOT_MIGRATED_HINT)
 
 
 # -- status ---------------------------------------------------------------------------
@@ -114,7 +107,7 @@ class Status:
     updated_at: datetime
     updated_ago_seconds: float  # measured by the server's clock
     database: str  # host:port/dbname, never a password
-    url: str  # the DSN with the password masked
+    url: Dsn  # render.show_url shows it, password masked
     server_version: str
     revision: str | None  # None: never migrated by genisss (033 applied by hand)
     head: str
@@ -134,14 +127,14 @@ SELECT current_setting('server_version'),
 """
 
 
-def status(conn, database, publication: str = DEFAULT_PUBLICATION) -> Status:
+def status(conn, database, publication: str = schema.PUBLICATION) -> Status:
     """Everything about the counter in a few round trips; database is a db.Database."""
     version, has_table, pub_exists, in_pub, now = conn.execute(
         _STATUS_SQL, {"pub": publication}).fetchone()
     if not has_table:
         raise not_migrated(database.where)
     row = require_row(conn)
-    revision = revisions.current(conn)
+    revision = schema.current_revision(conn)
     return Status(
         total_stories=row.total_stories,
         total_audio_generations=row.total_audio_generations,
@@ -150,11 +143,11 @@ def status(conn, database, publication: str = DEFAULT_PUBLICATION) -> Status:
         updated_at=row.updated_at,
         updated_ago_seconds=max(0.0, (now - row.updated_at).total_seconds()),
         database=database.where,
-        url=database.display,
+        url=Dsn(database.dsn),
         server_version=version.split(" ")[0],
         revision=revision,
-        head=revisions.HEAD,
-        up_to_date=revision == revisions.HEAD,
+        head=schema.HEAD,
+        up_to_date=revision == schema.HEAD,
         publication=publication,
         publication_exists=pub_exists,
         in_publication=in_pub,
@@ -164,11 +157,7 @@ def status(conn, database, publication: str = DEFAULT_PUBLICATION) -> Status:
 # -- bump ---------------------------------------------------------------------------------
 
 
-BUMP_SQL = {
-    "story": "SELECT public.increment_story_counter()",
-    "audio": "SELECT public.increment_audio_counter()",
-}
-BUMP_COLUMN = {"story": "total_stories", "audio": "total_audio_generations"}
+BUMP_SQL = {kind: f"SELECT {function}()" for kind, function in schema.INCREMENTS.items()}
 
 
 @dataclass
@@ -187,33 +176,7 @@ class BumpResult:
         return self.bumped / self.seconds if self.seconds > 0 else 0.0
 
 
-class _Stop:
-    """Ctrl-C sets a flag that the loop reads between bumps; a second one interrupts."""
-
-    def __init__(self):
-        self.requested = False
-
-    def __call__(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-
-@contextmanager
-def _deferred_sigint():
-    stop = _Stop()
-    try:
-        previous = signal.signal(signal.SIGINT, stop)
-    except ValueError:  # not the main thread: Ctrl-C is not ours to handle
-        yield stop
-        return
-    try:
-        yield stop
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-def _prepared(conn, query: str):
+def _prepared(conn, query: str) -> _Prepared | None:
     # A transaction pooler may not keep a prepared statement past its
     # transaction: there, the plain cursor, unprepared. db.connect knows
     # Supabase's by its port (prepare_threshold None); any other pooler shows
@@ -225,16 +188,125 @@ def _prepared(conn, query: str):
     if db.pooled_pid(conn) is not None:
         conn.prepare_threshold = None
         return None
-    from genisss_cli.core.prepared import PreparedCall
+    return _Prepared(conn, query)
 
-    return PreparedCall(conn, query)
+
+_statements = itertools.count(1)
+
+
+class _Prepared:
+    """`query` prepared on conn's session; calling the object runs it once and
+    returns the first column of its one row.
+
+    The call goes through psycopg.pq, psycopg's public libpq wrapper, and waits
+    with poll(): a cursor's bookkeeping costs a large share of a round trip
+    this short (docs/performance.md). The wait is in Python, so signal handlers
+    run (the second Ctrl-C raises in poll()), and poll's timeout bounds it by
+    the connection's answer_timeout, as deadline does for every other query.
+    stop() frees the statement."""
+
+    def __init__(self, conn, query: str):
+        import select
+
+        from psycopg import pq
+
+        self.conn, self.pgconn = conn, conn.pgconn
+        self.name = f"genisss_bump_{next(_statements)}"
+        conn.execute(f"PREPARE {self.name} AS {query}")  # through the cursor: bounded, cancellable
+        self._name = self.name.encode()
+        self.timeout = getattr(conn, "answer_timeout", None)  # db.connect's GENISSS_QUERY_TIMEOUT
+        self._ms = max(1, round(self.timeout * 1000)) if self.timeout else None
+        self._poll = select.poll()
+        self._poll.register(self.pgconn.socket, select.POLLIN)
+        self._pq, self._ok = pq, pq.ExecStatus.TUPLES_OK
+        # db.connect's connections count their commands, so that their deadline
+        # watchdog sees this loop move.
+        self._counted = getattr(conn, "commands", None) is not None
+
+    def __call__(self) -> int | None:
+        pg = self.pgconn
+        if self._counted:
+            self.conn.commands += 1
+        try:
+            pg.send_query_prepared(self._name, None)
+            if pg.flush():
+                self._flush()
+            while True:
+                if not self._poll.poll(self._ms):
+                    raise self._silent()
+                pg.consume_input()
+                if not pg.is_busy():
+                    break
+            res = pg.get_result()
+            while pg.get_result() is not None:
+                pass
+        except KeyboardInterrupt:
+            if pg.transaction_status == self._pq.TransactionStatus.ACTIVE:
+                self._cancel()
+            raise
+        if res.status != self._ok:
+            raise self._error(res)
+        raw = res.get_value(0, 0)
+        return None if raw is None else int(raw)
+
+    def _flush(self) -> None:
+        import select
+
+        while True:
+            if not select.select([], [self.pgconn.socket], [], self.timeout)[1]:
+                raise self._silent()
+            if not self.pgconn.flush():
+                return
+
+    def _silent(self):
+        from genisss_cli.conn import deadline
+
+        return deadline.no_answer(self.conn, self.timeout)
+
+    def _cancel(self) -> None:
+        """Cut the call in flight short, as psycopg does on Ctrl-C, and wait for
+        its end, so that the session can still read the totals."""
+        conn, pg = self.conn, self.pgconn
+        try:
+            conn.cancel_safe(timeout=5.0)
+            end = time.monotonic() + 5.0
+            while pg.is_busy():
+                left = end - time.monotonic()
+                if left <= 0 or not self._poll.poll(left * 1000):
+                    raise TimeoutError("the server did not end the cancelled call")
+                pg.consume_input()
+            while pg.get_result() is not None:
+                pass
+        except BaseException as exc:  # a third Ctrl-C, or a server that did not end the call
+            conn.close()  # in an unknown state: never reuse it
+            if not isinstance(exc, Exception):
+                raise
+
+    def _error(self, res):
+        """The psycopg error a cursor would have raised for res (its class: db.translate goes by it)."""
+        import psycopg
+        from psycopg import errors
+
+        message = (res.error_message or b"").decode(self.conn.info.encoding, "replace").strip()
+        if self.pgconn.status == self._pq.ConnStatus.BAD:
+            return psycopg.OperationalError(message)
+        state = (res.error_field(self._pq.DiagnosticField.SQLSTATE) or b"").decode("ascii", "replace")
+        try:
+            cls = errors.lookup(state)
+        except KeyError:
+            cls = psycopg.DatabaseError
+        return cls(message)
+
+    def stop(self) -> None:
+        self.conn.execute(f"DEALLOCATE {self.name}")
 
 
 def bump(conn, kind: str, count: int = 1, *, progress: Callable[[int], None] | None = None,
          interval: float = 0.1) -> BumpResult:
     """Call the worker's increment function `count` times, each call its own
     transaction on the one (autocommit) connection. progress(done) is called at
-    most every `interval` seconds. Ctrl-C stops after the bump in flight."""
+    most every `interval` seconds. Ctrl-C stops after the bump in flight; a
+    second one cuts that one short (interrupts.py)."""
     if kind not in BUMP_SQL:
         raise GenisssError(Exit.USAGE, f"cannot bump {kind!r}", "choose story or audio")
     if not 1 <= count <= MAX_BUMPS:
@@ -249,34 +321,30 @@ def bump(conn, kind: str, count: int = 1, *, progress: Callable[[int], None] | N
     unknown = False
     started = clock()
     next_report = started + interval
-    with _deferred_sigint() as stop:
+    with Interrupts(deferring=True, second_raises=True) as stop:
         try:
             cur.execute(query)  # the first one alone: it tells a missing row
             value = cur.fetchone()[0]
             if value is None:
-                raise GenisssError(Exit.NOT_MIGRATED, "global_stats has no 'singleton' row", _NO_ROW_HINT)
+                raise missing_row()
             done = 1
             # The hot loop: one round trip a bump, nothing else (the benchmark
             # compares this with pgbench).
             call = _prepared(conn, query) if count > 1 else None
-            looped = False
-            try:
-                while done < count and not stop.requested:
-                    if call is None:
-                        cur.execute(query)
-                        value = cur.fetchone()[0]
-                    else:
-                        value = call()
-                    done += 1
-                    if progress is not None:
-                        now = clock()
-                        if now >= next_report:
-                            progress(done)
-                            next_report = now + interval
-                looped = True
-            finally:
-                if call is not None:  # free the statement only where the session is sound
-                    call.stop(deallocate=looped)
+            while done < count and not stop.requested:
+                if call is None:
+                    cur.execute(query)
+                    value = cur.fetchone()[0]
+                else:
+                    value = call()
+                done += 1
+                if progress is not None:
+                    now = clock()
+                    if now >= next_report:
+                        progress(done)
+                        next_report = now + interval
+            if call is not None:  # free the statement; only here, where the session is sound
+                call.stop()
         except KeyboardInterrupt:  # the second Ctrl-C, while a bump was on the wire
             unknown = True
             stop.requested = True
@@ -352,8 +420,7 @@ def drift(conn, sources: list[Source] | None = None, *, estimate: bool = False,
         with _snapshot(conn, pq, sql):
             row = conn.execute(query).fetchone()
             if row is None:
-                raise GenisssError(Exit.NOT_MIGRATED, "global_stats has no 'singleton' row",
-                                   _NO_ROW_HINT)
+                raise missing_row()
             n = len(sources)
             counters, values = list(row[:n]), list(row[n:2 * n])
             flags = [estimate] * n
@@ -452,5 +519,5 @@ def sync(conn, *, dry_run: bool = False, if_drift: bool = False,
         db.set_lock_timeout(conn, lock_timeout)
         old, new, diff = conn.execute(SYNC_SQL).fetchone()
     if old is None:
-        raise GenisssError(Exit.NOT_MIGRATED, "global_stats has no 'singleton' row", _NO_ROW_HINT)
+        raise missing_row()
     return SyncResult(old, new, diff, synced=True)

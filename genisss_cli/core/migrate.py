@@ -12,17 +12,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from genisss_cli.conn import db as dbmod
-from genisss_cli.core import schema as revisions
+from genisss_cli.core import schema
 from genisss_cli.errors import Exit, GenisssError
 
-# pg_advisory_xact_lock key: "genisss" in ASCII. A transaction-level lock, so
-# it also works through a transaction pooler and is released on any failure.
-LOCK_KEY = 0x67656E69737373
+# A transaction-level lock (schema.MIGRATE_LOCK), so it also works through a
+# transaction pooler and is released on any failure.
 DEFAULT_LOCK_TIMEOUT = 5.0
 
 
 def script_location() -> Path:
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parents[1]  # the genisss_cli package
     packaged = here / "_alembic"  # inside an installed wheel
     return packaged if packaged.is_dir() else here.parent / "alembic"
 
@@ -45,7 +44,10 @@ def run_online(context, config) -> None:
                  config.attributes.get("steps"))
         return
     # Plain `alembic` from the repository: the same database genisss would use.
-    database = dbmod.resolve(context.get_x_argument(as_dictionary=True).get("database_url"))
+    from genisss_cli.env import Env
+
+    url = context.get_x_argument(as_dictionary=True).get("database_url")
+    database = dbmod.resolve(Env(database_url=url))
     with engine(database) as (eng, _notices), eng.connect() as connection:
         _migrate(context, connection, DEFAULT_LOCK_TIMEOUT, None)
 
@@ -66,7 +68,7 @@ def _guard(context, lock_timeout: float) -> None:
     # A migration waits for locks at most lock_timeout, instead of queueing in
     # front of a busy table; the advisory lock makes two `migrate up` apply once.
     context.execute(f"SET LOCAL lock_timeout = '{int(lock_timeout * 1000)}ms'")
-    context.execute(f"SELECT pg_advisory_xact_lock({LOCK_KEY})")
+    context.execute(f"SELECT pg_advisory_xact_lock({schema.MIGRATE_LOCK})")
 
 
 def run_offline(context, config) -> None:
@@ -125,7 +127,33 @@ class MigrateResult:
         return self.before != self.after
 
 
+class Upgraded(MigrateResult):
+    """What `migrate up` did."""
+
+
+class Downgraded(MigrateResult):
+    """What `migrate down` did."""
+
+
+@dataclass
+class SqlPlan:
+    """`migrate up --dry-run`: the SQL it would run; empty when nothing is pending."""
+
+    database: str
+    current: str | None
+    pending: list[str]
+    sql: str
+
+
+@dataclass
+class Script:
+    """`migrate sql`: SQL for Supabase's SQL editor or psql."""
+
+    sql: str
+
+
 def _run(database: dbmod.Database, verb: str, target: str, lock_timeout: float) -> MigrateResult:
+    result = Upgraded if verb == "upgrade" else Downgraded
     from alembic.util import CommandError
 
     from alembic import command
@@ -142,7 +170,7 @@ def _run(database: dbmod.Database, verb: str, target: str, lock_timeout: float) 
             raise _migration_error(exc) from None
         after = _current(conn)
     before = (steps[0][0] or (None,))[0] if steps else after
-    return MigrateResult(database.where, before, after, [s[2] for s in steps], list(notices))
+    return result(database.where, before, after, [s[2] for s in steps], list(notices))
 
 
 def _unknown(target: str, exc: Exception) -> GenisssError:
@@ -166,7 +194,7 @@ def check_target(target: str) -> None:
 def _current(conn) -> str | None:
     raw = conn.connection.driver_connection  # read outside Alembic's transaction
     try:
-        return revisions.current(raw)
+        return schema.current_revision(raw)
     finally:
         raw.rollback()
 
@@ -208,7 +236,15 @@ class Revision:
     doc: str
 
 
-def history() -> list[Revision]:
+@dataclass
+class History:
+    """The migrations genisss knows, oldest first, and the database's current one."""
+
+    revisions: list[Revision]
+    current: str | None = None
+
+
+def revisions_known() -> list[Revision]:
     from alembic.script import ScriptDirectory
 
     script = ScriptDirectory.from_config(alembic_config())
@@ -216,18 +252,26 @@ def history() -> list[Revision]:
     return list(reversed(revs))
 
 
+def history(database=None) -> History:
+    """What `migrate history` shows; the current revision where a database is given."""
+    return History(revisions_known(), status(database).current if database is not None else None)
+
+
 def ordered_revisions() -> list[str]:
-    return [r.revision for r in history()]
+    return [r.revision for r in revisions_known()]
 
 
-def head() -> str:
-    from alembic.script import ScriptDirectory
-
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+def dry_run_up(database, target: str, lock_timeout: float) -> SqlPlan:
+    """The SQL `migrate up TARGET` would run, changing nothing."""
+    st = status(database)
+    if not st.pending:
+        check_target(target)  # "nothing to apply" only for a real revision
+    text = sql("up", st.current, target, lock_timeout).sql if st.pending else ""
+    return SqlPlan(st.database, st.current, st.pending, text)
 
 
 def sql(direction: str, start: str | None = None, end: str | None = None,
-        lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> str:
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> Script:
     """The SQL Alembic would run, for Supabase's SQL editor (offline mode)."""
     from alembic.util import CommandError
 
@@ -239,12 +283,12 @@ def sql(direction: str, start: str | None = None, end: str | None = None,
     if direction == "up":
         rng = f"{start}:{end or 'head'}" if start else (end or "head")
     else:
-        rng = f"{start or revisions.HEAD}:{end or 'base'}"
+        rng = f"{start or schema.HEAD}:{end or 'base'}"
     try:
         getattr(command, "upgrade" if direction == "up" else "downgrade")(cfg, rng, sql=True)
     except (CommandError, AssertionError, ValueError) as exc:  # ValueError: "a:b:c"
         raise _unknown(rng, exc) from None
-    return buf.getvalue()
+    return Script(buf.getvalue())
 
 
 @dataclass
@@ -262,7 +306,7 @@ class Status:
 
 def status(database) -> Status:
     with dbmod.connect(database) as conn:
-        current = revisions.current(conn)
+        current = schema.current_revision(conn)
         exists = conn.execute("SELECT to_regclass('public.global_stats') IS NOT NULL").fetchone()[0]
     order = ordered_revisions()
     pending = order[order.index(current) + 1 :] if current in order else order
@@ -286,7 +330,7 @@ def plan_downgrade(database, target: str = "-1") -> DowngradePlan:
 
     script = ScriptDirectory.from_config(alembic_config())
     with dbmod.connect(database) as conn:
-        current = revisions.current(conn)
+        current = schema.current_revision(conn)
         try:
             if target == "base":
                 dest = None
@@ -304,7 +348,7 @@ def plan_downgrade(database, target: str = "-1") -> DowngradePlan:
                                "see: genisss migrate history") from None
         reverts = _between(current, dest) if current else []
         counters = None
-        if revisions.REALTIME in reverts and conn.execute(
+        if schema.REALTIME in reverts and conn.execute(
             "SELECT to_regclass('public.global_stats') IS NOT NULL"
         ).fetchone()[0]:
             row = conn.execute(
@@ -313,9 +357,9 @@ def plan_downgrade(database, target: str = "-1") -> DowngradePlan:
             ).fetchone()
             counters = {"total_stories": row[0], "total_audio_generations": row[1]} if row else {}
     drops = []
-    if revisions.WATCHED in reverts and revisions.REALTIME not in reverts:
+    if schema.WATCHED in reverts and schema.REALTIME not in reverts:
         drops = ["trigger global_stats_notify's WHEN clause: it notifies on every update again"]
-    if revisions.REALTIME in reverts:
+    if schema.REALTIME in reverts:
         drops = [
             "table public.global_stats (the counter row)",
             "functions increment_story_counter(), increment_audio_counter(), sync_story_counter()",

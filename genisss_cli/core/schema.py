@@ -1,26 +1,45 @@
-"""The migration head, known without importing Alembic.
+"""Every database name genisss uses, written once, and the migration head.
 
-status and check compare the database's revision with HEAD on every run; reading
-alembic/versions for it would cost SQLAlchemy and Alembic's import time.
-tests/test_migrate.py keeps this equal to Alembic's own head.
+The migrations in alembic/versions are plain SQL that spell these names out
+(reviewed SQL, not templates); tests/test_migrate.py keeps the two in step.
+Knowing the head here spares status and check Alembic's import time.
 """
 
+SCHEMA = "public"
+TABLE = "public.global_stats"  # the singleton counter
+ROW_ID = "singleton"  # its one row's id
+STORIES = "public.user_stories"  # what total_stories counts
+INCREMENTS = {  # bump's kinds -> the worker's functions
+    "story": "public.increment_story_counter",
+    "audio": "public.increment_audio_counter",
+}
+SYNC = "public.sync_story_counter"
+FUNCTIONS = (*INCREMENTS.values(), SYNC)
+NOTIFY_FUNCTION = "public.global_stats_notify"
+NOTIFY_TRIGGER = "global_stats_notify"
+CHANNEL = "global_stats"  # the NOTIFY channel `genisss watch` listens on
+PUBLICATION = "supabase_realtime"  # the publication Supabase Realtime reads
+API_ROLES = ("anon", "authenticated")  # the browser's roles: read, never write
+WORKER_ROLE = "service_role"  # the worker's role: may call the functions
+VERSION_TABLE = "public.alembic_version"
+
+# Advisory lock keys. 034's trigger notifies only while a watcher holds
+# WATCH_LOCK shared ('genisssw' as a bigint); migrations take MIGRATE_LOCK
+# ('genisss') for their transaction, so that two `migrate up` apply once.
+WATCH_LOCK = 7450482557741921143
+MIGRATE_LOCK = 0x67656E69737373
+
+# Revisions, oldest first.
 BASELINE = "baseline"
 REALTIME = "033_global_stats_realtime"  # the counter's objects
 WATCHED = "034_notify_when_watched"  # NOTIFY only while a watcher holds the key
 HEAD = WATCHED
-# 034's key: its trigger notifies only while a watcher holds it shared
-# ('genisssw' as a bigint; migrate's own lock is 'genisss').
-WATCH_LOCK = 7450482557741921143
-VERSION_TABLE = "alembic_version"
 
 
-def current(conn) -> str | None:
+def current_revision(conn) -> str | None:
     """The database's Alembic revision, None where genisss never migrated it."""
-    row = conn.execute(
-        "SELECT to_regclass('public.alembic_version') IS NOT NULL"
-    ).fetchone()
+    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", [VERSION_TABLE]).fetchone()
     if not row[0]:
         return None
-    row = conn.execute("SELECT version_num FROM public.alembic_version LIMIT 1").fetchone()
+    row = conn.execute(f"SELECT version_num FROM {VERSION_TABLE} LIMIT 1").fetchone()
     return row[0] if row else None

@@ -8,7 +8,7 @@
 docs/check.md explains every row.
 """
 
-from genisss_cli.core.checks.model import CheckResult, Options
-from genisss_cli.core.checks.runner import exit_code, run
+from genisss_cli.core.checks.model import CheckReport, CheckResult, Options
+from genisss_cli.core.checks.runner import run
 
-__all__ = ["CheckResult", "Options", "exit_code", "run"]
+__all__ = ["CheckReport", "CheckResult", "Options", "run"]

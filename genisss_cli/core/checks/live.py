@@ -20,11 +20,12 @@ import os
 import threading
 import time
 
+from genisss_cli.core import schema
 from genisss_cli.core.checks.model import CheckResult, Context, reason
 
 LISTEN_ROW = "live: LISTEN"
 SLOT_ROW = "live: publication"
-CHANNEL = "global_stats"
+CHANNEL = schema.CHANNEL
 POLL_INTERVAL = 0.005  # seconds between two reads of the slot
 
 

@@ -12,15 +12,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from genisss_cli.core import schema as revisions
+from genisss_cli.core import schema
+from genisss_cli.errors import Exit
 
-DEFAULT_PUBLICATION = "supabase_realtime"
-TABLE = "public.global_stats"
-FUNCTIONS = ("increment_story_counter", "increment_audio_counter", "sync_story_counter")
-NOTIFY_FUNCTION = "public.global_stats_notify()"
-NOTIFY_TRIGGER = "global_stats_notify"
-API_ROLES = ("anon", "authenticated")  # the browser's roles: read, never write
-WORKER_ROLE = "service_role"  # the worker's role: may call the functions
+TABLE = schema.TABLE
+FUNCTIONS = tuple(name.removeprefix(f"{schema.SCHEMA}.") for name in schema.FUNCTIONS)
+NOTIFY_FUNCTION = f"{schema.NOTIFY_FUNCTION}()"
+NOTIFY_TRIGGER = schema.NOTIFY_TRIGGER
+API_ROLES = schema.API_ROLES
+WORKER_ROLE = schema.WORKER_ROLE
 QUEUE_WARN = 0.5  # pg_notification_queue_usage() from which a warning is raised
 SLOT_LAG_WARN = 128 * 1024 * 1024  # bytes of WAL a Realtime slot may hold back
 # Reruns migration 033's statements when the revision is already at head, where
@@ -51,8 +51,21 @@ class CheckResult:
 
 
 @dataclass
+class CheckReport:
+    """Every row of one `genisss check`, and the database it looked at."""
+
+    database: str
+    results: list[CheckResult]
+
+    def exit_code(self, strict: bool = False) -> int:
+        """0 when nothing fails; 1 when a check fails (strict: or warns)."""
+        bad = {"fail", "warn"} if strict else {"fail"}
+        return Exit.FINDING if any(r.status in bad for r in self.results) else Exit.OK
+
+
+@dataclass
 class Options:
-    publication: str = DEFAULT_PUBLICATION
+    publication: str = schema.PUBLICATION
     live: bool = False
     live_timeout: float = 10.0
     queue_warn: float = QUEUE_WARN
@@ -116,7 +129,7 @@ def reason(exc: BaseException) -> str:
 
 def rerun_fix(ctx: Context) -> str:
     """What restores a missing object of migration 033."""
-    return MIGRATE_UP if ctx.revision != revisions.HEAD else RERUN_033
+    return MIGRATE_UP if ctx.revision != schema.HEAD else RERUN_033
 
 
 RLS_HIDES = ("row level security hides its rows from this role (run genisss check as the table's owner "

@@ -8,11 +8,12 @@ from collections.abc import Callable
 from psycopg.pq import TransactionStatus
 
 from genisss_cli.conn import db as dbmod
-from genisss_cli.core import schema as revisions
+from genisss_cli.core import schema
 from genisss_cli.core.checks import live
 from genisss_cli.core.checks.model import (
     API_ROLES,
     WORKER_ROLE,
+    CheckReport,
     CheckResult,
     Context,
     Options,
@@ -34,7 +35,6 @@ from genisss_cli.core.checks.structure import (
     check_table,
     check_trigger,
 )
-from genisss_cli.errors import Exit
 
 # -- running them ------------------------------------------------------------------------------
 
@@ -67,7 +67,7 @@ def load_facts(ctx: Context) -> None:
         reset(conn)
     try:
         with conn.transaction():
-            ctx.revision = revisions.current(conn)
+            ctx.revision = schema.current_revision(conn)
     except Exception:
         reset(conn)
 
@@ -98,7 +98,7 @@ def reset(conn) -> None:
         pass
 
 
-def run(database, options: Options | None = None) -> list[CheckResult]:
+def run(database, options: Options | None = None) -> CheckReport:
     """Connect, run every check (and the live ones with options.live), return the rows."""
     options = options or Options()
     # --live needs sessions (LISTEN, a temporary slot): refused through a transaction
@@ -117,10 +117,4 @@ def run(database, options: Options | None = None) -> list[CheckResult]:
                 results.extend(CheckResult(row, "warn", why) for row in (live.LISTEN_ROW, live.SLOT_ROW))
             finally:
                 reset(conn)
-    return results
-
-
-def exit_code(results: list[CheckResult], strict: bool = False) -> int:
-    bad = {"fail", "warn"} if strict else {"fail"}
-    return Exit.FINDING if any(r.status in bad for r in results) else Exit.OK
-
+    return CheckReport(database.where, results)

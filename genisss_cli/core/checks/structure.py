@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from genisss_cli.conn import db
-from genisss_cli.core import schema as revisions
+from genisss_cli.core import schema
 from genisss_cli.core.checks.model import (
     COLUMNS,
     FUNCTIONS,
@@ -66,8 +66,8 @@ def check_connection(ctx: Context) -> CheckResult:
 
 
 def check_migration(ctx: Context) -> CheckResult:
-    current = revisions.current(ctx.conn)
-    if current == revisions.HEAD:
+    current = schema.current_revision(ctx.conn)
+    if current == schema.HEAD:
         return CheckResult("migration", "pass", f"at head ({current})")
     if current is None and rls_hides(ctx.conn, "public.alembic_version"):
         return CheckResult("migration", "warn", "cannot read public.alembic_version: "
@@ -75,11 +75,11 @@ def check_migration(ctx: Context) -> CheckResult:
     if current is None and ctx.table_oid:
         return CheckResult("migration", "fail", "global_stats exists but genisss recorded no revision "
                            "(033 applied by hand); migrate up adopts it and keeps the counter", MIGRATE_UP)
-    if current in (None, revisions.BASELINE):
-        return CheckResult("migration", "fail", f"at {current or 'base'}, head is {revisions.HEAD}",
+    if current in (None, schema.BASELINE):
+        return CheckResult("migration", "fail", f"at {current or 'base'}, head is {schema.HEAD}",
                            MIGRATE_UP)
     return CheckResult("migration", "warn", f"at {current}, which this genisss does not know "
-                       f"(its head is {revisions.HEAD}); a newer genisss migrated it?")
+                       f"(its head is {schema.HEAD}); a newer genisss migrated it?")
 
 
 # -- 3. table -------------------------------------------------------------------------------
@@ -176,11 +176,11 @@ def check_trigger(ctx: Context) -> CheckResult:
         SELECT tgname, tgenabled, (tgtype & 1) <> 0 AND (tgtype & 16) <> 0 AND (tgtype & 66) = 0,
                pg_get_triggerdef(oid) LIKE %s
           FROM pg_trigger WHERE tgrelid = %s AND tgfoid = %s AND NOT tgisinternal ORDER BY tgname""",
-                        [f"%WHEN ((NOT pg_try_advisory_xact_lock('{revisions.WATCH_LOCK}'::bigint)))%",
+                        [f"%WHEN ((NOT pg_try_advisory_xact_lock('{schema.WATCH_LOCK}'::bigint)))%",
                          ctx.table_oid, func]).fetchall()
     good = [(t, enabled, gated) for t, enabled, shape, gated in rows if shape]
     live = [(t, gated) for t, enabled, gated in good if enabled in ("O", "A")]
-    if live and (any(gated for _, gated in live) or ctx.revision != revisions.HEAD):
+    if live and (any(gated for _, gated in live) or ctx.revision != schema.HEAD):
         how = "only while watched" if any(gated for _, gated in live) else "on every update"
         return CheckResult(name, "pass", f"{live[0][0]}: AFTER UPDATE FOR EACH ROW, enabled, notifies {how}")
     if live:  # at head (034) yet notifying on every update: 034's trigger was replaced by hand
@@ -193,7 +193,7 @@ def check_trigger(ctx: Context) -> CheckResult:
                            ctx.sql("ALTER TABLE public.global_stats ENABLE TRIGGER {}", t) + ";")
     fix = (f"DROP TRIGGER IF EXISTS {NOTIFY_TRIGGER} ON {TABLE};\n"
            f"CREATE TRIGGER {NOTIFY_TRIGGER} AFTER UPDATE ON {TABLE} FOR EACH ROW "
-           f"WHEN (NOT pg_catalog.pg_try_advisory_xact_lock({revisions.WATCH_LOCK}))\n"
+           f"WHEN (NOT pg_catalog.pg_try_advisory_xact_lock({schema.WATCH_LOCK}))\n"
            f"EXECUTE FUNCTION {NOTIFY_FUNCTION};")
     return CheckResult(name, "fail", "no AFTER UPDATE trigger runs global_stats_notify(): "
                        "genisss watch sees nothing", fix)

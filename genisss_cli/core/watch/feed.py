@@ -22,6 +22,7 @@ Nothing here prints; render.WatchLive / render.WatchJson are the sinks.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import random
@@ -30,12 +31,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from genisss_cli.core import schema
 from genisss_cli.core.schema import WATCH_LOCK
-from genisss_cli.errors import Exit, GenisssError
+from genisss_cli.errors import Exit, GenisssError, missing_row
 
-CHANNEL = "global_stats"
-# The channel name is a constant, never user input.
-LISTEN_SQL = "LISTEN global_stats"
+CHANNEL = schema.CHANNEL
+LISTEN_SQL = f"LISTEN {CHANNEL}"  # a constant name, never user input
 # Migration 034's trigger notifies only while some session holds WATCH_LOCK
 # in share mode (see its docstring).
 REGISTER_SQL = f"SELECT pg_catalog.pg_advisory_lock_shared({WATCH_LOCK})"
@@ -214,13 +215,12 @@ def _target(db):
     (it may have been restarted), and TCP keepalives are added."""
     from psycopg import conninfo
 
-    from genisss_cli.conn import db as dbm
 
     dsn = db.dsn
     if db.embedded:
         from genisss_cli.conn import embedded
 
-        st = embedded.status()
+        st = embedded.status(db.data_dir)
         if st.running and st.dsn:
             dsn = st.dsn
     params = conninfo.conninfo_to_dict(dsn)
@@ -228,7 +228,7 @@ def _target(db):
     if host and not host.startswith("/"):
         for key, value in KEEPALIVES.items():
             params.setdefault(key, value)
-    return dbm.Database(conninfo.make_conninfo(**params), db.source, db.embedded)
+    return dataclasses.replace(db, dsn=conninfo.make_conninfo(**params))
 
 
 def read_row(conn) -> Row:
@@ -240,8 +240,7 @@ def read_row_and_snapshot(conn) -> tuple[Row, str]:
     """The row and the snapshot it was read in (pg_current_snapshot() as text)."""
     found = conn.execute(ROW_SQL).fetchone()
     if found is None:
-        raise GenisssError(Exit.NOT_MIGRATED, "global_stats has no 'singleton' row",
-                           "run: genisss migrate up (it puts the row back)")
+        raise missing_row()
     return Row(int(found[0]), int(found[1]), found[2]), found[3]
 
 

@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 import signal
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from genisss_cli.core.watch.feed import Change, Event, Snapshot, events
 from genisss_cli.core.watch.stats import WatchStats, WatchSummary
 from genisss_cli.errors import Exit
+from genisss_cli.interrupts import Interrupts
 
 # -- the command's loop ----------------------------------------------------------------
 
@@ -22,35 +22,6 @@ class Outcome:
     message: str | None = None  # why the exit code is not 0
 
 
-class _CtrlC:
-    """SIGINT (and SIGTERM) raises KeyboardInterrupt only while the loop waits for the
-    server; while an event is being applied or written it is noted and acted
-    on right after, so a JSON line is never cut in half."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)  # SIGTERM: a service manager's stop
-
-    def __init__(self) -> None:
-        self.requested = False
-        self.deferring = False
-        self.signum: int | None = None
-        self._old: dict[int, object] = {}
-
-    def _handler(self, signum, frame) -> None:
-        self.requested = True
-        self.signum = self.signum or signum
-        if not self.deferring:
-            raise KeyboardInterrupt
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self._old = {sig: signal.signal(sig, self._handler) for sig in self.SIGNALS}
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-
-
 def follow(db, stats: WatchStats, sink, *, count: int | None = None, timeout: float | None = None,
            stream: Iterator[Event] | None = None) -> Outcome:
     """Run the LISTEN loop into sink (a context manager with .event(ev)) until
@@ -59,7 +30,11 @@ def follow(db, stats: WatchStats, sink, *, count: int | None = None, timeout: fl
     mono = stats.mono
     reason = "interrupted"
     stream = stream if stream is not None else events(db)
-    ctrl_c = _CtrlC()
+    # SIGINT and SIGTERM (a service manager's stop) raise KeyboardInterrupt only
+    # while the loop waits for the server; while an event is being applied or
+    # written they are noted and acted on right after, so a JSON line is never
+    # cut in half.
+    ctrl_c = Interrupts((signal.SIGINT, signal.SIGTERM))
     try:
         with ctrl_c:
             try:
@@ -97,7 +72,7 @@ def follow(db, stats: WatchStats, sink, *, count: int | None = None, timeout: fl
                     ctrl_c.deferring = True
             except KeyboardInterrupt:
                 ctrl_c.deferring = True
-                reason = "terminated" if ctrl_c.signum == signal.SIGTERM else "interrupted"
+                reason = ctrl_c.reason
             except BrokenPipeError:
                 ctrl_c.deferring = True
                 reason = "output closed"

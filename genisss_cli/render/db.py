@@ -1,0 +1,51 @@
+"""Views of `genisss db` and --version."""
+
+from __future__ import annotations
+
+from genisss_cli.conn import db, embedded
+from genisss_cli.core import info
+from genisss_cli.render.out import emit_json, key_values, print_line, write
+from genisss_cli.render.redact import show_url
+from genisss_cli.render.registry import json_view, text_view
+
+
+@json_view(db.Database)
+def database_json(env, database) -> None:
+    emit_json(env, {"url": show_url(database.dsn), "source": database.source,
+                    "embedded": database.embedded, "transaction_pooler": database.transaction_pooler})
+
+
+@text_view(db.Database)
+def database_text(env, database) -> None:
+    write(env, show_url(database.dsn) + "\n")
+
+
+@text_view(embedded.EmbeddedStatus)
+def embedded_text(env, st) -> None:
+    key_values(env, "Embedded PostgreSQL", [
+        ("state", "[green]running[/]" if st.running else "[yellow]stopped[/]"),
+        ("data", st.pgdata),
+        ("version", st.major_version),
+        ("pid", st.pid),
+        ("url", st.dsn),
+    ])
+
+
+@text_view(info.Stopped)
+def stopped_text(env, st) -> None:
+    print_line(env, "stopped" if st.stopped else "was not running")
+
+
+@text_view(info.Version)
+def version_text(env, v) -> None:
+    write(env, f"genisss {v.version}\n")
+
+
+@text_view(info.Declined)
+def declined_text(env, d) -> None:
+    print_line(env, "nothing changed", stderr=True)
+
+
+@json_view(info.Declined)
+def declined_json(env, d) -> None:
+    emit_json(env, {"declined": d.question, "changed": False}, stderr=True)

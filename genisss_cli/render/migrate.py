@@ -1,0 +1,87 @@
+"""Views of `genisss migrate`."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from genisss_cli.core import migrate
+from genisss_cli.render.out import emit_json, key_values, print_line, table, write
+from genisss_cli.render.registry import json_view, text_view
+
+
+@json_view(migrate.MigrateResult)
+def result_json(env, result) -> None:
+    emit_json(env, {**dataclasses.asdict(result), "changed": result.changed})
+
+
+@text_view(migrate.MigrateResult)
+def result_text(env, result) -> None:
+    verb = "downgraded" if isinstance(result, migrate.Downgraded) else "upgraded"
+    for note in result.notices:
+        print_line(env, f"[yellow]skipped:[/] {note}")
+    if not result.changed:
+        print_line(env, f"{result.database}: already at {result.after or 'base'}, nothing to do")
+        return
+    steps = ", ".join(result.applied) or "-"
+    print_line(env, f"{result.database}: {verb} {result.before or 'base'} -> {result.after or 'base'} "
+               f"[dim](ran: {steps})[/]")
+
+
+@text_view(migrate.SqlPlan)
+def sql_plan_text(env, plan) -> None:
+    write(env, plan.sql or f"-- {plan.database}: nothing to apply\n")
+
+
+@text_view(migrate.Script)
+def script_text(env, script) -> None:
+    write(env, script.sql)
+
+
+@json_view(migrate.Status)
+def status_json(env, st) -> None:
+    emit_json(env, {**dataclasses.asdict(st), "up_to_date": st.up_to_date})
+
+
+@text_view(migrate.Status)
+def status_text(env, st) -> None:
+    state = "[green]up to date[/]" if st.up_to_date else f"[yellow]{len(st.pending)} pending[/]"
+    key_values(env, "Migration status", [
+        ("database", st.database),
+        ("current", st.current or "none (never migrated by genisss)"),
+        ("head", st.head),
+        ("pending", ", ".join(st.pending) or "-"),
+        ("state", state),
+    ])
+    if st.adoptable:
+        print_line(env, "global_stats exists without a recorded revision (033 applied by hand): "
+                   "`genisss migrate up` adopts it and keeps the counter")
+    elif not st.up_to_date:
+        print_line(env, "run: genisss migrate up")
+
+
+@json_view(migrate.History)
+def history_json(env, h) -> None:
+    emit_json(env, [{**dataclasses.asdict(r), "current": r.revision == h.current} for r in h.revisions])
+
+
+@text_view(migrate.History)
+def history_text(env, h) -> None:
+    rows = [[r.revision, r.down_revision or "base", r.doc, "*" if r.revision == h.current else ""]
+            for r in h.revisions]
+    table(env, "Migrations (oldest first)", ["revision", "revises", "what", "current"], rows)
+
+
+@text_view(migrate.DowngradePlan)
+def downgrade_plan_text(env, plan) -> None:
+    pairs = [
+        ("database", plan.database),
+        ("from", plan.current or "base"),
+        ("to", plan.target or "base"),
+        ("reverts", ", ".join(plan.reverts) or "-"),
+    ]
+    pairs += [("drops", item) for item in plan.drops]
+    pairs += [("loses", f"{name} = {value}") for name, value in (plan.counters or {}).items()]
+    pairs.append(("keeps", "user_stories and its rows"))
+    key_values(env, "migrate down", pairs)
+    if not plan.reverts:
+        print_line(env, "nothing to roll back")

@@ -1,0 +1,91 @@
+"""The primitives every view writes with: a line, a table, key-value pairs, JSON.
+
+Each takes the Env, whose streams and consoles are the only ones written to.
+Everything is passed through mask_text on its way out: a value genisss was
+given (a server's message, a name the user typed) may hold a connection string.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import date, datetime
+from decimal import Decimal
+
+from genisss_cli.conn.config import Dsn
+from genisss_cli.render.redact import mask_text, show_url
+
+
+def _default(obj):
+    if isinstance(obj, Dsn):
+        return show_url(obj.value)
+    if dataclasses.is_dataclass(obj):
+        return dataclasses.asdict(obj)
+    if isinstance(obj, datetime | date):
+        return obj.isoformat()
+    if isinstance(obj, Decimal):
+        return int(obj) if obj == obj.to_integral_value() else float(obj)
+    if isinstance(obj, set | tuple):
+        return list(obj)
+    return str(obj)
+
+
+def to_json(obj) -> str:
+    if dataclasses.is_dataclass(obj):
+        obj = dataclasses.asdict(obj)
+    return json.dumps(obj, default=_default)
+
+
+def emit_json(env, obj, stderr: bool = False) -> None:
+    """One JSON document on a line. mask_text touches only a connection
+    string's password, never a number or a quote: it always parses."""
+    stream = env.stderr if stderr else env.stdout
+    stream.write(mask_text(to_json(obj)) + "\n")
+    stream.flush()
+
+
+def write(env, text: str) -> None:
+    """Text as it is (SQL, a URL already masked), on stdout."""
+    env.stdout.write(text)
+    env.stdout.flush()
+
+
+def print_line(env, text: str, stderr: bool = False) -> None:
+    """A line of Rich markup that genisss wrote around values it was given."""
+    (env.err_console if stderr else env.console).print(mask_text(text), soft_wrap=True)
+
+
+def say(env, message: str) -> None:
+    """`genisss: message` on stderr, for what is neither output nor an error."""
+    env.stderr.write(f"genisss: {mask_text(message)}\n")
+    env.stderr.flush()
+
+
+def cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, Dsn):
+        return show_url(value.value)
+    return mask_text(str(value))
+
+
+def table(env, title: str | None, columns: list[str], rows: list[list], caption: str | None = None):
+    from rich.table import Table  # Rich only for output that draws it
+
+    t = Table(title=title, caption=caption, title_justify="left", caption_justify="left")
+    for col in columns:
+        t.add_column(col)
+    for row in rows:
+        t.add_row(*(cell(v) for v in row))
+    env.console.print(t)
+
+
+def key_values(env, title: str | None, pairs: list[tuple[str, object]]) -> None:
+    from rich.table import Table  # Rich only for output that draws it
+
+    t = Table(title=title, show_header=False, title_justify="left")
+    t.add_column(style="bold")
+    t.add_column()
+    for key, value in pairs:
+        t.add_row(key, cell(value))
+    env.console.print(t)
