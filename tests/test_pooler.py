@@ -5,7 +5,8 @@ transaction pooler. Behind one on any other port, `genisss watch` said it was
 watching and then received nothing: LISTEN and the watcher's session lock
 stayed on a server session that the pooler handed to other clients. db.connect
 now proves it (db._require_kept_session). Skipped where pgbouncer is not
-installed (Debian's package `pgbouncer`) or there is no system server.
+installed and cannot be (tests/tools.py installs it as root) or there is no
+system server.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import tools
 
 SYSTEM_HOST, SYSTEM_PORT = "127.0.0.1", 5432
 
@@ -34,12 +36,11 @@ def free_port() -> int:
 @pytest.fixture
 def pgbouncer(server, migrated_db):
     """start(pool_mode, pool_size=5) -> DSN of migrated_db through a PgBouncer."""
-    binary = shutil.which("pgbouncer") or ("/usr/sbin/pgbouncer" if Path("/usr/sbin/pgbouncer").exists()
-                                           else None)
-    if binary is None:
-        pytest.skip("pgbouncer is not installed (Debian: apt-get install pgbouncer)")
     if server.name != "system":
         pytest.skip("PgBouncer is pointed at the system PostgreSQL over TCP")
+    binary, why = tools.pgbouncer()
+    if binary is None:
+        pytest.skip(why)
     user = psycopg.conninfo.conninfo_to_dict(server.admin_dsn).get("user") or "root"
     # PgBouncer refuses to run as root; then it runs as nobody, which must read its config.
     run_as = ["runuser", "-u", "nobody", "--"] if os.geteuid() == 0 and shutil.which("runuser") else []
