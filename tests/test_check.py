@@ -25,7 +25,8 @@ from genisss_cli.core.checks import model
 VENV_BIN = Path(sys.executable).parent
 
 ROWS = ["connection", "migration", "table", "functions", "privileges: PUBLIC", "privileges: anon",
-        "privileges: authenticated", "privileges: service_role", "realtime visibility", "publication",
+        "privileges: authenticated", "privileges: service_role", "write paths",
+        "realtime visibility", "publication",
         "wal_level", "trigger", "drift", "notify queue", "replication slot"]
 
 
@@ -142,6 +143,16 @@ def test_check_imports_neither_alembic_nor_sqlalchemy(supabase_migrated_db, tmp_
 # -- break each thing in turn --------------------------------------------------------------
 
 BREAKS = {
+    "a view anon may update": ("CREATE VIEW public.gs_view AS SELECT * FROM global_stats; "
+                               "GRANT SELECT, UPDATE ON public.gs_view TO anon", "write paths"),
+    "a definer function anon may call": (
+        "CREATE FUNCTION public.reset_counter() RETURNS void LANGUAGE sql SECURITY DEFINER "
+        "SET search_path = '' AS 'UPDATE public.global_stats SET total_stories = 0'", "write paths"),
+    "a plpgsql definer function authenticated may call": (
+        "CREATE FUNCTION public.bump_twice() RETURNS void LANGUAGE plpgsql SECURITY DEFINER "
+        "SET search_path = '' AS $$ BEGIN PERFORM public.increment_story_counter(); END $$; "
+        "REVOKE EXECUTE ON FUNCTION public.bump_twice() FROM PUBLIC; "
+        "GRANT EXECUTE ON FUNCTION public.bump_twice() TO authenticated", "write paths"),
     "drop the policy": ("DROP POLICY global_stats_read ON global_stats", "realtime visibility"),
     "disable RLS": ("ALTER TABLE global_stats DISABLE ROW LEVEL SECURITY", "realtime visibility"),
     "drop the primary key": ("ALTER TABLE global_stats DROP CONSTRAINT global_stats_pkey",
@@ -452,3 +463,26 @@ def test_notify_queue_held_by_a_listener_in_a_transaction(supabase_migrated_db):
         assert f"pid {pid}" in queue.detail
         assert queue.fix == f"SELECT pg_terminate_backend({pid});"
         listener.execute("ROLLBACK")
+
+
+def test_a_write_path_check_sees_is_real_and_its_fix_closes_it(supabase_migrated_db, genisss, tmp_path):
+    """The hole is real (anon zeroes the counter through a view it may update),
+    check names it, and the printed fix closes it."""
+    db = supabase_migrated_db
+    db.execute("CREATE VIEW public.gs_view AS SELECT * FROM global_stats; "
+               "GRANT SELECT, UPDATE ON public.gs_view TO anon")
+
+    def as_anon(statement):
+        with db.connect(autocommit=False) as conn:
+            conn.execute("SET LOCAL ROLE anon")
+            conn.execute(statement)
+            conn.rollback()
+
+    as_anon("UPDATE public.gs_view SET total_stories = 0")  # goes through: the view's owner writes
+    _, rows = check(genisss, db)
+    row = rows["write paths"]
+    assert row["status"] == "fail" and "public.gs_view" in row["detail"], row
+    apply_fix(db, row["fix"], tmp_path)
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        as_anon("UPDATE public.gs_view SET total_stories = 0")
+    assert check(genisss, db)[1]["write paths"]["status"] == "pass"

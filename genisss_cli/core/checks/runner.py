@@ -27,7 +27,7 @@ from genisss_cli.core.checks.realtime import (
     check_replication_slot,
     check_wal_level,
 )
-from genisss_cli.core.checks.security import check_visibility, privileges_check
+from genisss_cli.core.checks.security import check_visibility, check_write_paths, privileges_check
 from genisss_cli.core.checks.structure import (
     check_connection,
     check_functions,
@@ -46,6 +46,7 @@ CHECKS: list[tuple[str, Callable[[Context], CheckResult | list[CheckResult]], bo
     ("functions", check_functions, False),
     ("privileges: PUBLIC", privileges_check(None), False),
     *((f"privileges: {r}", privileges_check(r), False) for r in (*API_ROLES, WORKER_ROLE)),
+    ("write paths", check_write_paths, False),
     ("realtime visibility", check_visibility, False),
     ("publication", check_publication, False),
     ("wal_level", check_wal_level, True),

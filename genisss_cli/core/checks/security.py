@@ -8,6 +8,7 @@ from collections.abc import Callable
 from genisss_cli.core.checks.model import (
     API_ROLES,
     FUNCTIONS,
+    NOTIFY_FUNCTION,
     TABLE,
     WORKER_ROLE,
     CheckResult,
@@ -198,3 +199,64 @@ def check_visibility(ctx: Context) -> CheckResult:
     return f.result(f"primary key, RLS on, {' and '.join(readers)} can SELECT the row")
 
 
+
+
+# -- 5b. other write paths -------------------------------------------------------------------
+
+# Relations built on global_stats (a view, or a table with a rule that acts on
+# it) that a role may write through: an auto-updatable view writes with its
+# owner's privileges, whatever the role may do to the table itself.
+_WRITABLE_RELATIONS = """
+    SELECT DISTINCT quote_ident(n.nspname) || '.' || quote_ident(c.relname), c.relkind = 'v'
+      FROM pg_depend d
+      JOIN pg_rewrite r ON r.oid = d.objid
+      JOIN pg_class c ON c.oid = r.ev_class
+      JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE d.classid = 'pg_rewrite'::regclass AND d.refobjid = %(t)s AND c.oid <> %(t)s
+       AND (has_table_privilege(%(role)s, c.oid, 'INSERT') OR has_table_privilege(%(role)s, c.oid, 'UPDATE')
+            OR has_table_privilege(%(role)s, c.oid, 'DELETE'))
+     ORDER BY 1"""
+# SECURITY DEFINER functions other than the counter's own that a role may call
+# and that reach the table or the functions: by their recorded dependencies
+# (SQL bodies) or, for PL/pgSQL, whose dependencies are not recorded, by name.
+_DEFINER_PATHS = """
+    SELECT quote_ident(n.nspname) || '.' || quote_ident(p.proname)
+           || '(' || pg_get_function_identity_arguments(p.oid) || ')' FROM pg_proc p
+      JOIN pg_namespace n ON n.oid = p.pronamespace
+     WHERE p.prosecdef AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+       AND NOT p.oid = ANY (%(ours)s::oid[])
+       AND has_function_privilege(%(role)s, p.oid, 'EXECUTE')
+       AND (EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid
+                      AND (d.refobjid = %(t)s OR d.refobjid = ANY (%(ours)s::oid[])))
+            OR p.prosrc ~* %(names)s)
+     ORDER BY 1"""
+
+
+def check_write_paths(ctx: Context) -> CheckResult:
+    """Neither browser role reaches global_stats or the increments another way:
+    a view or rule it may write through, or a definer function it may call."""
+    name = "write paths"
+    if not ctx.table_oid:
+        return no_table(name)
+    roles = [r for r in API_ROLES if r in ctx.roles]
+    if not roles:
+        return CheckResult(name, "skipped", "roles anon and authenticated do not exist (not a Supabase "
+                           "database)")
+    conn = ctx.conn
+    f = Findings(name)
+    funcs = _function_oids(conn)
+    ours = [*funcs.values()]
+    notify = one(conn, "SELECT to_regprocedure(%s)::oid", [NOTIFY_FUNCTION])[0]
+    if notify:
+        ours.append(notify)
+    names = "|".join(["global_stats", *FUNCTIONS])
+    for role in roles:
+        for relation, is_view in conn.execute(_WRITABLE_RELATIONS, {"t": ctx.table_oid, "role": role}):
+            what = "view" if is_view else "table with a rule on global_stats"
+            f.fail(f"{role} may write global_stats through the {what} {relation}",
+                   f"REVOKE INSERT, UPDATE, DELETE ON {relation} FROM {ctx.ident(role)}")
+        for (function,) in conn.execute(_DEFINER_PATHS, {"t": ctx.table_oid, "role": role, "ours": ours,
+                                                          "names": names}):
+            f.fail(f"{role} may call {function}, a SECURITY DEFINER function that reaches global_stats",
+                   f"REVOKE EXECUTE ON FUNCTION {function} FROM PUBLIC, {ctx.ident(role)}")
+    return f.result(f"no view, rule or definer function lets {' or '.join(roles)} write the counter")
