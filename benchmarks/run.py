@@ -412,15 +412,17 @@ def watch_latency(b: Bench) -> None:
     if "genisss" in listeners and "genisss" in f.detail:
         g = f.detail["genisss"]["p99"]
         f.genisss, f.ratio = g, g / base
-        f.judge(f.ratio <= 2 and g < 5 and lost["genisss"] == 0)
+        # Since 036 a NOTIFY is a hint to read the row: two commits inside one
+        # read show as the later one. Reported, not failed: the last value shows.
+        f.judge(f.ratio <= 2 and g < 5)
         if lost["genisss"]:
-            f.note = f"{lost['genisss']} changes not received"
+            f.note = f"{lost['genisss']} changes coalesced into a later line"
 
 
 def burst(b: Bench) -> None:
     secs = b.p["burst_seconds"]
-    f = b.fig("burst", f"watch --json under a burst ({secs} s, 1 writer)", "changes",
-              "all received, last = final")
+    f = b.fig("burst", f"watch --json under a burst ({secs} s, 1 writer)", "lines",
+              "last = final (a burst coalesces: lines shown of changes written)")
     f.detail["baseline_cmd"] = f"pgbench -n -M prepared -c 1 -T {secs}: the writer's count"
     b.need("watch")
     script = b.script("increment.sql", INCREMENT)
@@ -453,8 +455,8 @@ def burst(b: Bench) -> None:
     if lats:
         f.detail.update(latency_p50_ms=percentile(lats, 50), latency_p99_ms=percentile(lats, 99),
                         latency_max_ms=max(lats))
-    f.note = f"last line {last}, final {final}"
-    f.judge(missing == 0 and last == final)
+    f.note = f"last line {last}, final {final}; {missing} changes coalesced"
+    f.judge(last == final and got <= set(range(start + 1, final + 1)))
 
 
 def live_view(b: Bench) -> None:

@@ -375,12 +375,14 @@ def test_transaction_pooler_fails_the_connection_row_and_refuses_live(supabase_m
         proxy.close()
 
 
-def test_live_without_the_row_is_a_warning(supabase_migrated_db, genisss):
+def test_live_without_the_row_fails_as_it_cannot_run(supabase_migrated_db, genisss):
+    """--live was asked for: a live row that cannot run fails (exit 1)."""
     db = supabase_migrated_db
     db.execute("DELETE FROM global_stats")
-    _, rows = check(genisss, db, "--live")
+    code, rows = check(genisss, db, "--live")
+    assert code == 1
     for name in ("live: LISTEN", "live: publication"):
-        assert rows[name]["status"] == "warn" and "changed 0 rows" in rows[name]["detail"], rows[name]
+        assert rows[name]["status"] == "fail" and "changed 0 rows" in rows[name]["detail"], rows[name]
     assert slots(db) == []
 
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from conftest import clean_env
 
+from genisss_cli.core import schema
+
 
 def postmasters(pgdata: str) -> list[int]:
     """PIDs of server processes started with -D pgdata (the children are not)."""
@@ -27,7 +29,7 @@ def test_migrate_up_on_the_embedded_default(tmp_path, genisss):
     try:
         r = genisss("migrate", "up")
         assert r.code == 0, r.err
-        assert "embedded/postgres: upgraded base -> 034_notify_when_watched" in r.out
+        assert f"embedded/postgres: upgraded base -> {schema.HEAD}" in r.out
         r = genisss("migrate", "status", "--json")
         assert r.code == 0 and json.loads(r.out)["up_to_date"] is True
 
@@ -41,7 +43,7 @@ def test_migrate_up_on_the_embedded_default(tmp_path, genisss):
         assert json.loads(r.out) == {"stopped": True, "running": False, "pgdata": str(data / "pgdata")}
         # started again on demand, data kept
         r = genisss("migrate", "status", "--json")
-        assert r.code == 0 and json.loads(r.out)["current"] == "034_notify_when_watched"
+        assert r.code == 0 and json.loads(r.out)["current"] == schema.HEAD
     finally:
         genisss("db", "stop")
 

@@ -6,7 +6,6 @@ documented exit code, no traceback, and nothing run that was not asked for.
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -318,32 +317,6 @@ def test_soak_fuzzed_command_lines_against_a_real_database(migrated_db, tmp_path
 
 # -- junk on the channel ---------------------------------------------------------------------------
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
-    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children,
-                                                                      max_size=3),
-    max_leaves=8)
-payload_fields = st.fixed_dictionaries({}, optional={
-    "total_stories": json_values, "total_audio_generations": json_values,
-    "updated_at": json_values, "sent_at": json_values})
-
-
-@settings(FUZZ, max_examples=300)
-@given(payload=st.one_of(payload_fields.map(lambda d: json.dumps(d, allow_nan=True)), st.text(max_size=40),
-                         json_values.map(lambda v: json.dumps(v, allow_nan=True))))
-def test_any_payload_on_the_channel_is_a_change_or_nothing(payload):
-    """Any login may NOTIFY global_stats with anything: watch parses it into a
-    change or ignores it, and its statistics take whatever it parsed."""
-    from genisss_cli.core import watch
-
-    change = watch.parse_change(payload, time.time())
-    if change is not None:
-        stats = watch.WatchStats("test")
-        stats.apply(change)
-        stats.view()
-        stats.summary("count")
-
-
 JUNK = ["", "{", "[]", "null", '"text"', '{"total_stories": "x"}',
         '{"total_stories": 1e400, "total_audio_generations": 0}',
         '{"total_stories": 5, "total_audio_generations": 0, "sent_at": 1e400}',
@@ -351,6 +324,8 @@ JUNK = ["", "{", "[]", "null", '"text"', '{"total_stories": "x"}',
 
 
 def test_watch_outlives_junk_notifications(migrated_db, popen_genisss):
+    """Any login may NOTIFY global_stats with anything: each is one harmless
+    read of the row, and only the table's values are ever printed."""
     from reliability import WatchReader, wait_for
 
     watch = WatchReader(popen_genisss("watch", "--json", dsn=migrated_db.dsn))
@@ -361,4 +336,5 @@ def test_watch_outlives_junk_notifications(migrated_db, popen_genisss):
         conn.execute("SELECT increment_story_counter()")
     wait_for(lambda: watch.totals and watch.totals[-1][0] == 1, what="the real change")
     assert watch.proc.poll() is None
+    assert watch.pairs == [(1, 0)]
     assert watch.stop() == 0 and "Traceback" not in "".join(watch.err)

@@ -1,9 +1,11 @@
-"""Migration 034: the trigger notifies only while a watcher is registered.
+"""Migrations 034 and 036: the trigger notifies only while a watcher is
+registered, and its NOTIFY is an empty hint to read the row.
 
 A watcher is a session that ran watch.listen() (LISTEN global_stats, then the
 shared advisory lock WATCH_LOCK). These tests pin down the promise that makes
 this safe: a watcher misses no change, not even one committed by a writer that
-checked for watchers just before the watcher registered.
+checked for watchers just before the watcher registered; and nothing but the
+table's own values is ever shown.
 """
 
 from __future__ import annotations
@@ -16,12 +18,18 @@ import pytest
 from reliability import WatchReader, wait_for
 
 from genisss_cli.core import watch
+from genisss_cli.errors import Exit, GenisssError
 
 INCREMENT = "SELECT public.increment_story_counter()"
 
 
 def drain(conn, timeout: float = 0.3) -> list[int]:
-    return [watch.parse_change(n.payload, 0).total_stories for n in conn.notifies(timeout=timeout)]
+    """The total_stories that each notification here points at (the row, read once per hint)."""
+    seen = []
+    for n in conn.notifies(timeout=timeout):
+        assert n.channel == "global_stats" and n.payload == ""  # a hint, nothing to believe
+        seen.append(n.pid)
+    return [watch.read_row(conn).total_stories] * len(seen) if seen else []
 
 
 def test_no_notify_without_a_watcher(migrated_db):
@@ -73,7 +81,8 @@ def test_a_session_watching_and_writing_is_not_notified_of_its_own_change(migrat
 
 def test_watches_started_amid_writers_miss_nothing(migrated_db, popen_genisss):
     """Two writers at full speed; three `watch --json` start at different
-    moments. Each prints every total from its first change to the final one."""
+    moments. Each prints only values the table had, rising, and ends on the
+    final one (a burst between two reads shows as its last value)."""
     writers = [popen_genisss("bump", "story", "--count", "4000", "--json", dsn=migrated_db.dsn)
                for _ in range(2)]
     watches = []
@@ -96,9 +105,9 @@ def test_watches_started_amid_writers_miss_nothing(migrated_db, popen_genisss):
     for w in watches:
         totals = [t for t, _ in w.totals]
         assert not any(resync for _, resync in w.totals)
-        assert totals == list(range(totals[0], final + 1)), (totals[:5], len(totals))
+        assert totals == sorted(set(totals)) and totals[-1] == final, (totals[:5], len(totals))
         summary = json.loads(w.err[-1])["summary"]
-        assert summary["delta_stories"] == len(totals)  # nothing between the snapshot and the first
+        assert summary["total_stories"] == final and summary["changes"] == len(totals)
 
 
 def test_check_reports_a_trigger_that_notifies_always_at_head(migrated_db, genisss):
@@ -108,7 +117,7 @@ def test_check_reports_a_trigger_that_notifies_always_at_head(migrated_db, genis
     r = genisss("check", "--json", dsn=migrated_db.dsn)
     rows = {row["name"]: row for row in json.loads(r.out)["checks"]}
     assert rows["trigger"]["status"] == "warn" and "every update" in rows["trigger"]["detail"]
-    r = genisss("migrate", "down", "--yes", dsn=migrated_db.dsn)  # 034 -> 033 ...
+    r = genisss("migrate", "down", "033_global_stats_realtime", "--yes", dsn=migrated_db.dsn)  # to 033 ...
     assert r.code == 0, r.err
     assert genisss("migrate", "up", dsn=migrated_db.dsn).code == 0  # ... and back: gated again
     r = genisss("check", "--json", dsn=migrated_db.dsn)
@@ -131,49 +140,69 @@ def test_gating_in_the_supabase_shape(supabase_migrated_db, caller):
         assert drain(watcher) == [2, 2] and time.monotonic() - t0 < 30
 
 
-def test_the_backlog_is_split_by_transaction_not_by_value(migrated_db):
-    """The row is read at (5, 0); then the counter is set to 4 and bumped back
-    to 5. Matching values would take the last (5, 0) for the row itself and
-    drop both later changes; 034's xid and the row's snapshot keep them."""
-    migrated_db.execute("UPDATE global_stats SET total_stories = 4")
+def test_a_forged_notification_never_shows_as_the_counter(migrated_db, popen_genisss):
+    """Any login may NOTIFY global_stats with anything. A running watch reads
+    the row on it: it prints nothing for a forgery and the real value after
+    a real change, and its feed never goes backwards."""
+    w = WatchReader(popen_genisss("watch", "--json", dsn=migrated_db.dsn))
+    wait_for(lambda: w.err, what="watch to start")
+    with migrated_db.connect() as writer, migrated_db.connect() as forger:
+        writer.execute(INCREMENT)
+        wait_for(lambda: w.totals, what="the first change")
+        for payload in ('{"s": 999999999, "a": 0, "x": 1, "t": 1}',
+                        '{"total_stories": 999999999, "total_audio_generations": 0}', "999999999"):
+            forger.execute("SELECT pg_notify('global_stats', %s)", [payload])
+        time.sleep(0.5)
+        writer.execute(INCREMENT)
+        wait_for(lambda: w.totals[-1][0] == 2, what="the second change")
+    assert w.stop() == 0
+    assert [t for t, _ in w.totals] == [1, 2]
+    assert all(999999999 not in pair for pair in w.pairs)
+
+
+def test_a_burst_is_one_read_and_ends_on_the_final_value(migrated_db):
     with migrated_db.connect() as watcher, migrated_db.connect() as writer:
         watch.listen(watcher)
-        writer.execute(INCREMENT)  # (5, 0): committed before the read
-        row, snapshot = watch.read_row_and_snapshot(watcher)
-        assert row.values == (5, 0)
-        writer.execute("UPDATE global_stats SET total_stories = 4")
-        writer.execute(INCREMENT)  # (5, 0) again, after the read
-        now = time.time()
-        backlog = [watch.parse_change(n.payload, now) for n in watcher.notifies(timeout=0.5)]
-        assert [ch.total_stories for ch in backlog] == [5, 4, 5]
-        assert all(ch.xid for ch in backlog)
-        assert [ch.total_stories for ch in watch.unseen(backlog, row, snapshot)] == [4, 5]
-        # 033's payload has no xid: the value match is all there is.
-        old = [watch.Change(ch.total_stories, 0, row.updated_at, now, None) for ch in backlog]
-        assert watch.unseen(old, row, snapshot) == []
-
-
-def test_snapshot_visibility():
-    assert watch.visible(99, "100:105:")
-    assert watch.visible(101, "100:105:102,104")
-    assert not watch.visible(102, "100:105:102,104")
-    assert not watch.visible(105, "100:105:")
+        for _ in range(50):
+            writer.execute(INCREMENT)
+        notes = list(watcher.notifies(timeout=0.5))
+        assert len(notes) == 50 and {n.payload for n in notes} == {""}
+        assert watch.read_row(watcher).total_stories == 50
 
 
 def test_registering_behind_an_open_transaction_times_out_naming_it(migrated_db):
     """A session changed the row unwatched and stays in its transaction: the
     watcher cannot know whether that change is in the row until it ends, so
     it waits, and after the timeout says which backend to look at."""
-    from genisss_cli.errors import Exit, GenisssError
-
     with migrated_db.connect() as writer, migrated_db.connect() as watcher:
         writer.execute("BEGIN")
         writer.execute(INCREMENT)
         with pytest.raises(GenisssError) as caught:
             watch.listen(watcher, timeout=0.3)
         assert caught.value.code == Exit.TIMEOUT
-        assert f"backend pid {writer.info.backend_pid} " in caught.value.message
+        assert f"backend pid {writer.info.backend_pid} (" in caught.value.message
+        assert "changed global_stats" in caught.value.message
         assert watcher.execute("SHOW lock_timeout").fetchone()[0] == "0"  # restored
         writer.execute("COMMIT")
         watch.listen(watcher, timeout=0.3)  # now at once
         assert watch.read_row(watcher).total_stories == 1
+
+
+def test_a_session_holding_the_key_itself_is_named_as_such(migrated_db, genisss):
+    """Anyone who can connect may take the advisory key exclusively; watch
+    then says exactly that (not that a transaction changed the row) and who."""
+    with migrated_db.connect() as holder:
+        holder.execute("SET application_name = 'key-squatter'")
+        holder.execute(f"SELECT pg_advisory_lock({watch.feed.WATCH_LOCK})")
+        with migrated_db.connect() as watcher, pytest.raises(GenisssError) as caught:
+            watch.listen(watcher, timeout=0.3)
+        message = caught.value.message
+        assert caught.value.code == Exit.TIMEOUT
+        assert f"backend pid {holder.info.backend_pid} (" in message and "key-squatter" in message
+        assert "advisory lock of its own" in message and "changed global_stats" not in message
+        assert f"pg_terminate_backend({holder.info.backend_pid})" in caught.value.hint
+        # check --live cannot register either: its live rows fail, and it exits 1.
+        r = genisss("check", "--live", "--live-timeout", "1", "--json", dsn=migrated_db.dsn,
+                    env={"GENISSS_TEST_LIVE_PAUSE": "0"})
+        rows = {row["name"]: row for row in json.loads(r.out)["checks"]}
+        assert r.code == 1 and rows["live: LISTEN"]["status"] == "fail", rows["live: LISTEN"]

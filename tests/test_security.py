@@ -279,11 +279,8 @@ def test_functions_ignore_a_hostile_search_path(supabase_migrated_db, caller):
         assert conn.execute("SELECT public.increment_story_counter()").fetchone()[0] == 2
         assert conn.execute("SELECT public.increment_audio_counter()").fetchone()[0] == 1
         assert conn.execute("SELECT * FROM public.sync_story_counter()").fetchone() == (2, 3, 1)
-        notes = [json.loads(n.payload) for n in watcher.notifies(timeout=1, stop_after=4)]
-        assert [n["s"] for n in notes] == [1, 2, 2, 3]
-        assert [n["a"] for n in notes] == [0, 0, 1, 1]
-        assert all(n["t"] > 1e9 for n in notes)  # the real clock_timestamp()
-        assert all(n["x"] > 0 for n in notes)  # the real pg_current_xact_id()
+        notes = list(watcher.notifies(timeout=1, stop_after=4))
+        assert len(notes) == 4 and {n.payload for n in notes} == {""}  # the real pg_notify()
         assert conn.execute("SELECT total_stories FROM pg_temp.global_stats").fetchone()[0] == 777
 
     with db.connect() as conn:

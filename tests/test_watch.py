@@ -105,8 +105,10 @@ def test_json_count_follows_bumps_from_another_process(migrated_db, start_watch)
     w = start_watch("--json", "--count", "5", dsn=migrated_db.dsn)
     w.wait_ready()
     with migrated_db.connect() as conn:
-        for kind in ("story", "audio", "story", "story", "audio"):
+        for i, kind in enumerate(("story", "audio", "story", "story", "audio"), 1):
             bump(conn, kind)
+            if i < 5:  # one change at a time: a burst would show as its last value
+                w.wait_out(lambda c, i=i: len(w.out) >= i, f"change {i}")
     assert w.finish() == 0, w.err
     lines = w.changes()
     assert [(c["total_stories"], c["total_audio_generations"]) for c in lines] == [
@@ -124,14 +126,15 @@ def test_json_count_follows_bumps_from_another_process(migrated_db, start_watch)
 
 def test_burst_of_thousands_last_line_is_the_final_total(migrated_db, start_watch):
     n = 3000
-    w = start_watch("--json", "--count", str(n), dsn=migrated_db.dsn)
+    w = start_watch("--json", "--timeout", "3", dsn=migrated_db.dsn)  # ends 3 s after the burst
     w.wait_ready()
     with migrated_db.connect() as conn:
         final = bump(conn, "story", n)
     assert w.finish() == 0, w.err
     totals = [c["total_stories"] for c in w.changes()]
-    assert len(totals) == n
-    assert totals == list(range(1, n + 1))  # every committed change, in order
+    # Values the table had, rising; a burst between two reads shows as its last
+    # value, and the final one always shows.
+    assert 1 <= len(totals) <= n and totals == sorted(set(totals))
     assert totals[-1] == final == migrated_db.scalar("SELECT total_stories FROM global_stats")
 
 
@@ -410,15 +413,12 @@ def test_latency_percentiles_are_within_one_percent():
     assert stats.min == -3.0 and stats.percentile(0.01) == -3.0
 
 
-def test_payload_parsing_and_snapshot_dedupe_key():
-    ch = watch.parse_change('{"total_stories": 5, "total_audio_generations": 2, '
-                            '"updated_at": "2025-01-02T03:04:05.123456+02:00", "sent_at": 100.5}', 100.5125)
-    assert (ch.total_stories, ch.total_audio_generations) == (5, 2)
+def test_a_change_is_the_row_and_its_delay():
+    row = watch.Row(5, 2, datetime.fromisoformat("2025-01-02T03:04:05.000+02:00"))
+    ch = watch.change(row, row.updated_at.timestamp() + 0.0125)
+    assert (ch.total_stories, ch.total_audio_generations, ch.row) == (5, 2, row)
     assert ch.latency_ms == pytest.approx(12.5)
-    same = watch.Row(5, 2, datetime.fromisoformat("2025-01-02T01:04:05.123456+00:00"))
-    assert ch.row == same  # the same instant in another time zone
-    assert watch.parse_change("not json", 1.0) is None
-    assert watch.parse_change('{"total_stories": 1}', 1.0) is None
+    assert watch.change(watch.Row(1, 0, None), 1.0).latency_ms is None
 
 
 def test_sparkline_and_windows():

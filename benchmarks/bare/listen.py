@@ -1,8 +1,9 @@
-"""Baseline for `genisss watch --json`: the barest psycopg LISTEN loop.
+"""Baseline for `genisss watch --json`: the barest psycopg loop that does what
+watch does since migration 036: a NOTIFY is a hint, so drain what is pending
+and read the row once.
 
-Prints one JSON line per notification on channel global_stats with the same
-latency as watch reports: receipt time minus the payload's sent_at ("t", the
-trigger's clock_timestamp(), on the same host).
+Prints one JSON line per read that found a new total, with the same latency
+as watch reports: receipt time minus the row's updated_at (same host).
 
 usage: python listen.py DSN
 """
@@ -17,9 +18,15 @@ conn = psycopg.connect(sys.argv[1], autocommit=True)
 conn.execute("LISTEN global_stats")
 conn.execute("SELECT pg_advisory_lock_shared(7450482557741921143)")  # migration 034: register as a watcher
 out = sys.stdout
-for note in conn.notifies():
+last = None
+for _ in conn.notifies():
+    for _ in conn.notifies(timeout=0):
+        pass
+    total, updated_at = conn.execute(
+        "SELECT total_stories, updated_at FROM public.global_stats WHERE id = 'singleton'").fetchone()
     received = time.time()
-    payload = json.loads(note.payload)  # migration 034's: {"s": stories, "a": audio, "x": xid, "t": sent_at}
-    out.write(json.dumps({"total_stories": payload["s"],
-                          "latency_ms": (received - payload["t"]) * 1000.0}) + "\n")
-    out.flush()
+    if total != last:
+        last = total
+        out.write(json.dumps({"total_stories": total,
+                              "latency_ms": (received - updated_at.timestamp()) * 1000.0}) + "\n")
+        out.flush()

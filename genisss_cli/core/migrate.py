@@ -357,8 +357,10 @@ def plan_downgrade(database, target: str = "-1") -> DowngradePlan:
             ).fetchone()
             counters = {"total_stories": row[0], "total_audio_generations": row[1]} if row else {}
     drops = []
+    if schema.HINT in reverts:
+        drops.append("global_stats_notify()'s empty payload and queue guard: 034's payload again")
     if schema.WATCHED in reverts and schema.REALTIME not in reverts:
-        drops = ["trigger global_stats_notify's WHEN clause: it notifies on every update again"]
+        drops.append("trigger global_stats_notify's WHEN clause: it notifies on every update again")
     if schema.REALTIME in reverts:
         drops = [
             "table public.global_stats (the counter row)",

@@ -33,7 +33,12 @@ MIGRATE_LOCK = 0x67656E69737373
 BASELINE = "baseline"
 REALTIME = "033_global_stats_realtime"  # the counter's objects
 WATCHED = "034_notify_when_watched"  # NOTIFY only while a watcher holds the key
-HEAD = WATCHED
+HINT = "036_notify_hint"  # an empty NOTIFY, a hint to read the row; none past QUEUE_STOP
+HEAD = HINT
+
+# 036's trigger stops notifying at this pg_notification_queue_usage(), so that
+# a listener that stopped reading can never make an increment fail.
+QUEUE_STOP = 0.5
 
 
 def current_revision(conn) -> str | None:

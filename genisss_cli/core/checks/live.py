@@ -178,7 +178,7 @@ def _observe_listener(listener: Listener, t0: float, deadline: float, opts) -> C
         return CheckResult(LISTEN_ROW, "pass", f"NOTIFY on {CHANNEL} arrived {_ms(listener.arrived - t0)} "
                            "after COMMIT")
     if listener.error:
-        return CheckResult(LISTEN_ROW, "warn", f"the listening session failed: {listener.error}")
+        return CheckResult(LISTEN_ROW, "fail", f"the listening session failed: {listener.error}")
     return CheckResult(LISTEN_ROW, "fail", f"no NOTIFY on {CHANNEL} within {opts.live_timeout:g} s of "
                        "the COMMIT (see trigger)")
 

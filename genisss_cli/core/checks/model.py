@@ -21,7 +21,7 @@ NOTIFY_FUNCTION = f"{schema.NOTIFY_FUNCTION}()"
 NOTIFY_TRIGGER = schema.NOTIFY_TRIGGER
 API_ROLES = schema.API_ROLES
 WORKER_ROLE = schema.WORKER_ROLE
-QUEUE_WARN = 0.5  # pg_notification_queue_usage() from which a warning is raised
+QUEUE_WARN = 0.01  # pg_notification_queue_usage() from which a warning is raised
 SLOT_LAG_WARN = 128 * 1024 * 1024  # bytes of WAL a Realtime slot may hold back
 # Reruns migration 033's statements when the revision is already at head, where
 # `genisss migrate up` has nothing to do; every statement is idempotent.

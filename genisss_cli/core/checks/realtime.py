@@ -3,7 +3,7 @@ NOTIFY queue, Realtime's replication slot."""
 
 from __future__ import annotations
 
-from genisss_cli.core import counters
+from genisss_cli.core import counters, schema
 from genisss_cli.core.checks.model import (
     RLS_HIDES,
     TABLE,
@@ -95,7 +95,9 @@ def check_drift(ctx: Context) -> CheckResult:
 def check_notify_queue(ctx: Context) -> CheckResult:
     conn = ctx.conn
     usage = one(conn, "SELECT pg_notification_queue_usage()")[0]
-    found = f"{usage * 100:.1f}% of the NOTIFY queue in use"
+    found = f"{usage * 100:#.4g}% of the NOTIFY queue in use"
+    if usage >= schema.QUEUE_STOP:
+        found += " (global_stats_notify() has stopped notifying until it drains)"
     if usage < ctx.options.queue_warn:
         return CheckResult("notify queue", "pass", found)
     oldest = one(conn, """

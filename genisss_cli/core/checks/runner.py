@@ -115,7 +115,8 @@ def run(database, options: Options | None = None) -> CheckReport:
                 results.extend(live.run(ctx))
             except Exception as exc:
                 why = f"could not run: {reason(exc)}"
-                results.extend(CheckResult(row, "warn", why) for row in (live.LISTEN_ROW, live.SLOT_ROW))
+                # --live was asked for: a live row that could not run is a failure.
+                results.extend(CheckResult(row, "fail", why) for row in (live.LISTEN_ROW, live.SLOT_ROW))
             finally:
                 reset(conn)
     return CheckReport(database.where, results)

@@ -1,35 +1,29 @@
 """`genisss watch`: the counter as it changes, through LISTEN/NOTIFY.
 
-Migration 033's trigger NOTIFYs channel `global_stats` after every UPDATE of
-the row, with the new totals and the server's clock when the trigger ran
-(parse_change() reads 033's payload and 034's). Since 034 it does so only
-while a watcher holds WATCH_LOCK (listen() below): a watcher registers, then
-reads the row. This module has three parts:
+The trigger's NOTIFY on channel `global_stats` is only a hint that the row
+changed: it carries nothing genisss believes. On a hint watch drains every
+notification pending and reads the row once, so a burst costs one read, and a
+NOTIFY that anyone may send (any login can NOTIFY any channel) costs a
+harmless read and can never put a value on screen that was not in the table.
+Since 034 the trigger notifies only while a watcher holds WATCH_LOCK
+(listen() below): a watcher registers, then reads the row.
 
-- events(db): the LISTEN loop, a generator of events. It fetches the row on
-  every (re)connect (Snapshot), yields one Change per notification, reports
-  the connection's state (ConnectionState) and ticks (Idle) so that the caller
-  can enforce --timeout. It owns reconnecting, with capped exponential
-  backoff, and never ends on its own once it has connected.
-- WatchStats: what the views show (totals, deltas, rates, latency
-  percentiles, the sparkline's buckets), updated per event, cheap enough for
-  thousands of changes a second; view() and summary() are snapshots for render.
-- follow(): drives the loop for the command: --count, --timeout, Ctrl-C.
-
-Nothing here prints; render.WatchLive / render.WatchJson are the sinks.
+events(db) is the LISTEN loop, a generator of events. It fetches the row on
+every (re)connect (Snapshot), yields a Change when a read after a hint finds
+the row changed, reports the connection's state (ConnectionState) and ticks
+(Idle) so that the caller can enforce --timeout. It owns reconnecting, with
+capped exponential backoff, and never ends on its own once it has connected.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
-import math
 import random
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from genisss_cli.core import schema
 from genisss_cli.core.schema import WATCH_LOCK
@@ -45,15 +39,19 @@ REGISTER_SQL = f"SELECT pg_catalog.pg_advisory_lock_shared({WATCH_LOCK})"
 REGISTER_TIMEOUT = 10.0
 # The key's holders: a bigint key is (classid, objid) = (high, low) 32 bits, objsubid 1.
 HOLDERS_SQL = f"""
-    SELECT string_agg(pid::text, ', ' ORDER BY pid) FROM pg_catalog.pg_locks
-     WHERE locktype = 'advisory' AND granted AND mode = 'ExclusiveLock'
-       AND database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
-       AND classid = {WATCH_LOCK >> 32} AND objid = {WATCH_LOCK & 0xFFFFFFFF} AND objsubid = 1"""
-# pg_current_snapshot(): the snapshot the row was read in, to tell which
-# notifications (by their payload's xid) it already holds.
+    SELECT l.pid, coalesce(a.usename, '?'), coalesce(nullif(a.application_name, ''), 'no application_name'),
+           coalesce(a.state, '?'),
+           EXISTS (SELECT 1 FROM pg_catalog.pg_locks r
+                    WHERE r.pid = l.pid AND r.locktype = 'relation' AND r.mode = 'RowExclusiveLock'
+                      AND r.relation = to_regclass('{schema.TABLE}'))
+      FROM pg_catalog.pg_locks l LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+     WHERE l.locktype = 'advisory' AND l.granted AND l.mode = 'ExclusiveLock'
+       AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
+       AND l.classid = {WATCH_LOCK >> 32} AND l.objid = {WATCH_LOCK & 0xFFFFFFFF} AND l.objsubid = 1
+     ORDER BY l.pid"""
 ROW_SQL = (
-    "SELECT total_stories, total_audio_generations, updated_at, pg_catalog.pg_current_snapshot()::text "
-    "FROM public.global_stats WHERE id = 'singleton'"
+    f"SELECT total_stories, total_audio_generations, updated_at FROM {schema.TABLE} "
+    f"WHERE id = '{schema.ROW_ID}'"
 )
 # Without migration 033's trigger (a hand-pasted 033 may lack it) nothing is
 # ever sent: say so instead of showing a feed that never moves.
@@ -104,14 +102,13 @@ class Snapshot:
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """One notification: the totals after one committed UPDATE of the row."""
+    """The row, read after a hint found it changed: its values are the table's."""
 
     total_stories: int
     total_audio_generations: int
-    updated_at: datetime | None  # 033's payload: the row's; 034's: the trigger's clock (sent_at)
-    received_at: float  # wall clock, epoch seconds
-    latency_ms: float | None  # received_at - the payload's sent_at
-    xid: int | None = None  # the writer's transaction (034's payload)
+    updated_at: datetime | None  # the row's: when the change's transaction began
+    received_at: float  # wall clock, epoch seconds, when the read returned
+    latency_ms: float | None  # received_at - updated_at
 
     @property
     def row(self) -> Row:
@@ -135,68 +132,11 @@ class Idle:
 Event = Snapshot | Change | ConnectionState | Idle
 
 
-def parse_timestamp(value) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        return None
-
-
-def parse_change(payload: str, received_at: float) -> Change | None:
-    """The trigger's JSON payload as a Change; None for a payload that is not one.
-    034's: {"s": stories, "a": audio, "x": xid, "t": sent_at} (short keys: the
-    queue entry's size is what a watched NOTIFY costs, docs/performance.md);
-    033's: {"total_stories", "total_audio_generations", "updated_at", "sent_at"}."""
-    try:
-        d = json.loads(payload)
-        if "s" in d:
-            d = {"total_stories": d["s"], "total_audio_generations": d["a"], "xid": d.get("x"),
-                 "sent_at": d.get("t")}
-        stories = int(d["total_stories"])
-        audio = int(d["total_audio_generations"])
-    except (ValueError, KeyError, TypeError, OverflowError):  # any login may NOTIFY this channel:
-        return None  # 1e400 or NaN in a payload must not end the watch
-    sent_at = d.get("sent_at")
-    latency = updated_at = None
-    if isinstance(sent_at, int | float) and not isinstance(sent_at, bool):
-        latency = (received_at - sent_at) * 1000.0
-        if not math.isfinite(latency):
-            latency = None
-    if "updated_at" in d:  # 033's payload
-        updated_at = parse_timestamp(d["updated_at"])
-    elif latency is not None:  # 034's payload has the xid instead
-        with contextlib.suppress(ValueError, OverflowError, OSError):
-            updated_at = datetime.fromtimestamp(sent_at, UTC)
-    xid = d.get("xid")
-    xid = xid if isinstance(xid, int) and not isinstance(xid, bool) and xid > 0 else None
-    return Change(stories, audio, updated_at, received_at, latency, xid)
-
-
-def unseen(backlog: list[Change], row: Row, snapshot: str) -> list[Change]:
-    """Of the notifications that arrived by the time the row was read, those
-    the row does not hold yet. 034's payload names its transaction, and the
-    row's snapshot says whether that had committed. 033's does not: there the
-    last one that carries exactly the row's values (updated_at included) is
-    the row itself; drop it and everything before it."""
-    if all(ch.xid is not None for ch in backlog):
-        return [ch for ch in backlog if not visible(ch.xid, snapshot)]
-    for i in range(len(backlog) - 1, -1, -1):
-        if backlog[i].row == row:
-            return backlog[i + 1:]
-    return backlog
-
-
-def visible(xid: int, snapshot: str) -> bool:
-    """Had transaction xid (64-bit, committed) committed in snapshot
-    'xmin:xmax:xip,...' (pg_current_snapshot())? As pg_visible_in_snapshot."""
-    xmin, xmax, xip = snapshot.split(":")
-    if xid < int(xmin):
-        return True
-    if xid >= int(xmax):
-        return False
-    return str(xid) not in xip.split(",")
+def change(row: Row, received_at: float) -> Change:
+    latency = None
+    if row.updated_at is not None:
+        latency = (received_at - row.updated_at.timestamp()) * 1000.0
+    return Change(row.total_stories, row.total_audio_generations, row.updated_at, received_at, latency)
 
 
 def _error_text(exc: BaseException) -> str:
@@ -232,16 +172,17 @@ def _target(db):
 
 
 def read_row(conn) -> Row:
-    """The singleton row (watch's own read; counters.read_row serves the other commands)."""
-    return read_row_and_snapshot(conn)[0]
-
-
-def read_row_and_snapshot(conn) -> tuple[Row, str]:
-    """The row and the snapshot it was read in (pg_current_snapshot() as text)."""
-    found = conn.execute(ROW_SQL).fetchone()
+    """The singleton row, as the table has it now."""
+    found = conn.execute(ROW_SQL, prepare=True).fetchone()
     if found is None:
         raise missing_row()
-    return Row(int(found[0]), int(found[1]), found[2]), found[3]
+    return Row(int(found[0]), int(found[1]), found[2])
+
+
+def _drain(conn) -> bool:
+    """Take every notification already here; were any on our channel?"""
+    with contextlib.closing(conn.notifies(timeout=0)) as gen:
+        return any([n.channel == CHANNEL for n in gen])
 
 
 def listen(conn, timeout: float = REGISTER_TIMEOUT) -> None:
@@ -263,18 +204,34 @@ def listen(conn, timeout: float = REGISTER_TIMEOUT) -> None:
             db.set_lock_timeout(conn, timeout)
             conn.execute(REGISTER_SQL)
     except errors.LockNotAvailable:
-        holders = conn.execute(HOLDERS_SQL).fetchone()[0] or "?"
-        raise GenisssError(
+        raise _register_timeout(conn, timeout) from None
+
+
+def _register_timeout(conn, timeout: float) -> GenisssError:
+    """Who holds WATCH_LOCK exclusively, and how: a writer's transaction that
+    changed the row unwatched, or a session holding the advisory key itself."""
+    holders = conn.execute(HOLDERS_SQL).fetchall()
+    if not holders:
+        return GenisssError(Exit.TIMEOUT, f"waited {timeout:g} s to register as a watcher", "retry")
+    pid, role, app, state, wrote = holders[0]
+    who = f"backend pid {pid} ({role}, {app}, {state})"
+    if wrote:
+        return GenisssError(
             Exit.TIMEOUT,
-            f"waited {timeout:g} s to register as a watcher: the transaction of backend pid {holders} "
-            "changed global_stats and has not ended",
-            "end that transaction (or SELECT pg_terminate_backend(pid)), then retry") from None
+            f"waited {timeout:g} s to register as a watcher: the transaction of {who} changed "
+            "global_stats and has not ended",
+            f"end that transaction (or SELECT pg_terminate_backend({pid})), then retry")
+    return GenisssError(
+        Exit.TIMEOUT,
+        f"waited {timeout:g} s to register as a watcher: {who} holds the watch key "
+        f"({WATCH_LOCK}) as an advisory lock of its own, which no genisss takes",
+        f"SELECT pg_terminate_backend({pid}), or pg_advisory_unlock_all() in that session")
 
 
 def _open(db, wall, last: Row | None, reconnect: bool):
     """Connect, register (LISTEN + WATCH_LOCK), then read the row: the
-    connection, the Snapshot and the changes that arrived meanwhile and are
-    newer than the row."""
+    connection and the Snapshot. Notifications already pending are hints for
+    changes the row may not hold yet: the loop reads again for them."""
     import psycopg
 
     from genisss_cli.conn import db as dbm
@@ -282,7 +239,7 @@ def _open(db, wall, last: Row | None, reconnect: bool):
     conn = dbm.connect(_target(db), session=True)
     try:
         listen(conn)
-        row, snapshot = read_row_and_snapshot(conn)
+        row = read_row(conn)
         trigger = conn.execute(TRIGGER_SQL).fetchone()
         if not trigger or not trigger[0]:
             raise GenisssError(
@@ -290,14 +247,6 @@ def _open(db, wall, last: Row | None, reconnect: bool):
                 "global_stats has no enabled NOTIFY trigger (global_stats_notify): no change would arrive",
                 "run: genisss migrate up")
         fetched_at = wall()
-        backlog = []
-        with contextlib.closing(conn.notifies(timeout=0)) as gen:
-            for n in gen:
-                if n.channel == CHANNEL:
-                    ch = parse_change(n.payload, wall())
-                    if ch is not None:
-                        backlog.append(ch)
-        backlog = unseen(backlog, row, snapshot)
     except psycopg.Error as exc:
         conn.close()
         raise (dbm.translate(exc) or exc) from None
@@ -305,7 +254,7 @@ def _open(db, wall, last: Row | None, reconnect: bool):
         conn.close()
         raise
     changed = reconnect and last is not None and row.values != last.values
-    return conn, Snapshot(row, fetched_at, reconnect, changed), backlog
+    return conn, Snapshot(row, fetched_at, reconnect, changed)
 
 
 def events(db, *, tick: float = TICK, heartbeat: float = HEARTBEAT,
@@ -318,33 +267,32 @@ def events(db, *, tick: float = TICK, heartbeat: float = HEARTBEAT,
     jitter), for ever. Closing the generator closes the connection."""
     import psycopg
 
-    conn, snap, pending = _open(db, wall, None, reconnect=False)
+    conn, snap = _open(db, wall, None, reconnect=False)
     last = snap.row
     try:
         yield ConnectionState("connected", at=mono())
         yield snap
-        for ch in pending:
-            last = ch.row
-            yield ch
         while True:
             error = None
             try:
                 last_traffic = mono()
+                hinted = _drain(conn)  # what arrived while registering and reading
                 while True:
-                    got = 0
-                    with contextlib.closing(conn.notifies(timeout=tick)) as gen:
-                        for n in gen:
-                            if n.channel != CHANNEL:
-                                continue
-                            ch = parse_change(n.payload, wall())
-                            if ch is None:
-                                continue
-                            got += 1
-                            last = ch.row
-                            yield ch
+                    if not hinted:
+                        with contextlib.closing(conn.notifies(timeout=tick)) as gen:
+                            for n in gen:
+                                if n.channel == CHANNEL:
+                                    hinted = True
+                                    break
                     now = mono()
-                    if got:
+                    if hinted:
+                        _drain(conn)  # one read answers every hint that is here
+                        row = read_row(conn)
                         last_traffic = now
+                        hinted = False
+                        if row != last:
+                            last = row
+                            yield change(row, wall())
                     elif heartbeat and now - last_traffic >= heartbeat:
                         conn.execute(HEARTBEAT_SQL)
                         last_traffic = mono()
@@ -365,19 +313,14 @@ def events(db, *, tick: float = TICK, heartbeat: float = HEARTBEAT,
                     sleep(min(tick, left))
                     yield Idle(mono())
                 try:
-                    conn, snap, pending = _open(db, wall, last, reconnect=True)
+                    conn, snap = _open(db, wall, last, reconnect=True)
                 except (GenisssError, psycopg.Error, OSError) as exc:
                     error = _error_text(exc)
                     delay = min(delay * 2, backoff[1])
             yield ConnectionState("connected", attempt, None, None, mono())
             last = snap.row
             yield snap
-            for ch in pending:
-                last = ch.row
-                yield ch
     finally:
         if conn is not None:
             with contextlib.suppress(Exception):
                 conn.close()
-
-
