@@ -2,9 +2,9 @@
 
 The policy:
 
-- Ctrl-C ends genisss with exit 130 (EXIT_CODE), the shells' code for it, and
-  one line on stderr (MESSAGE) unless the command reports the interruption
-  itself (bump: how many increments were made).
+- Ctrl-C ends genisss with exit 130 (EXIT_CODE) and one line on stderr
+  (MESSAGE), unless the command reports the interruption itself (bump: how
+  many increments were made).
 - SIGTERM, a service manager's stop, ends `watch` cleanly: its summary, then
   exit 0 (reason "terminated").
 - Neither leaves half an effect in the database. A signal is acted on only
@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import signal
 
-EXIT_CODE = 130  # 128 + SIGINT
+from genisss_cli.errors import Exit
+
+EXIT_CODE = Exit.INTERRUPTED  # 130: 128 + SIGINT, as the shells report it
 MESSAGE = "genisss: interrupted\n"
 
 

@@ -68,7 +68,7 @@ def command(group: typer.Typer, name: str, *, json_help: str = JSON_HELP):
                                   database_url=env.database_url if database_url is None else database_url)
             try:
                 return fn(*args, env=env, **kwargs)
-            except BaseException as exc:  # noqa: B036 (Ctrl-C too: it is shown and becomes 130)
+            except Exception as exc:  # Ctrl-C goes on to run(), which says it once
                 return fail(env, exc)
 
         run_command.__signature__ = sig.replace(parameters=params)

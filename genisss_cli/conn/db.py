@@ -204,6 +204,8 @@ def translate(exc: BaseException) -> GenisssError | None:
                             "connect as the table owner or a role with the needed grant")
     if isinstance(exc, e.LockNotAvailable | e.QueryCanceled):
         return GenisssError(Exit.TIMEOUT, f"gave up waiting: {text}", "nothing was changed; retry later")
+    if isinstance(exc, e.ProgramLimitExceeded | e.InsufficientResources):  # the server's own limit
+        return GenisssError(Exit.DATABASE, f"the server reported an error: {text}")
     if isinstance(exc, psycopg.OperationalError):
         return GenisssError(Exit.CONNECT, f"lost the connection to the server: {text}")
     return GenisssError(Exit.DATABASE, f"the server reported an error: {text}")

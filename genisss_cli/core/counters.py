@@ -201,9 +201,11 @@ class _Prepared:
     The call goes through psycopg.pq, psycopg's public libpq wrapper, and waits
     with poll(): a cursor's bookkeeping costs a large share of a round trip
     this short (docs/performance.md). The wait is in Python, so signal handlers
-    run (the second Ctrl-C raises in poll()), and poll's timeout bounds it by
-    the connection's answer_timeout, as deadline does for every other query.
-    stop() frees the statement."""
+    run (the second Ctrl-C raises in poll()). It has no timeout of its own (a
+    timeout on each poll() costs the kernel a timer per call): deadline's
+    watchdog bounds it, as it does every query, and the loop counts its calls
+    in conn.commands so that the watchdog sees it move. stop() frees the
+    statement."""
 
     def __init__(self, conn, query: str):
         import select
@@ -214,14 +216,10 @@ class _Prepared:
         self.name = f"genisss_bump_{next(_statements)}"
         conn.execute(f"PREPARE {self.name} AS {query}")  # through the cursor: bounded, cancellable
         self._name = self.name.encode()
-        self.timeout = getattr(conn, "answer_timeout", None)  # db.connect's GENISSS_QUERY_TIMEOUT
-        self._ms = max(1, round(self.timeout * 1000)) if self.timeout else None
         self._poll = select.poll()
         self._poll.register(self.pgconn.socket, select.POLLIN)
         self._pq, self._ok = pq, pq.ExecStatus.TUPLES_OK
-        # db.connect's connections count their commands, so that their deadline
-        # watchdog sees this loop move.
-        self._counted = getattr(conn, "commands", None) is not None
+        self._counted = getattr(conn, "commands", None) is not None  # db.connect's connections
 
     def __call__(self) -> int | None:
         pg = self.pgconn
@@ -232,17 +230,23 @@ class _Prepared:
             if pg.flush():
                 self._flush()
             while True:
-                if not self._poll.poll(self._ms):
-                    raise self._silent()
+                self._poll.poll()
                 pg.consume_input()
                 if not pg.is_busy():
                     break
             res = pg.get_result()
-            while pg.get_result() is not None:
-                pass
+            # Every result is read: an error at COMMIT (a full NOTIFY queue,
+            # say) comes after the row, and must not pass for success.
+            while (more := pg.get_result()) is not None:
+                if more.status not in (self._ok, self._pq.ExecStatus.COMMAND_OK):
+                    res = more
         except KeyboardInterrupt:
             if pg.transaction_status == self._pq.TransactionStatus.ACTIVE:
                 self._cancel()
+            raise
+        except Exception:
+            if getattr(self.conn, "timed_out", None):  # the watchdog shut the socket down
+                raise self._no_answer() from None
             raise
         if res.status != self._ok:
             raise self._error(res)
@@ -252,16 +256,13 @@ class _Prepared:
     def _flush(self) -> None:
         import select
 
-        while True:
-            if not select.select([], [self.pgconn.socket], [], self.timeout)[1]:
-                raise self._silent()
-            if not self.pgconn.flush():
-                return
+        while self.pgconn.flush():
+            select.select([], [self.pgconn.socket], [])
 
-    def _silent(self):
+    def _no_answer(self):
         from genisss_cli.conn import deadline
 
-        return deadline.no_answer(self.conn, self.timeout)
+        return deadline.no_answer(self.conn, self.conn.timed_out)
 
     def _cancel(self) -> None:
         """Cut the call in flight short, as psycopg does on Ctrl-C, and wait for
@@ -287,6 +288,8 @@ class _Prepared:
         import psycopg
         from psycopg import errors
 
+        if getattr(self.conn, "timed_out", None):
+            return self._no_answer()
         message = (res.error_message or b"").decode(self.conn.info.encoding, "replace").strip()
         if self.pgconn.status == self._pq.ConnStatus.BAD:
             return psycopg.OperationalError(message)
