@@ -166,7 +166,7 @@ def test_status_shows_the_counter_and_its_context(migrated_db, genisss):
 
     r = genisss("status", dsn=migrated_db.dsn)
     assert r.code == 0, r.err
-    for text in ("total_stories", "3", "034_notify_when_watched (head)", "in supabase_realtime",
+    for text in ("total_stories", "3", "035_broadcast_counter (head)", "in supabase_realtime",
                  migrated_db.name):
         assert text in r.out
     assert "(just now)" in r.out or " ago)" in r.out

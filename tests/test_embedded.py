@@ -27,7 +27,7 @@ def test_migrate_up_on_the_embedded_default(tmp_path, genisss):
     try:
         r = genisss("migrate", "up")
         assert r.code == 0, r.err
-        assert "embedded/postgres: upgraded base -> 034_notify_when_watched" in r.out
+        assert "embedded/postgres: upgraded base -> 035_broadcast_counter" in r.out
         r = genisss("migrate", "status", "--json")
         assert r.code == 0 and json.loads(r.out)["up_to_date"] is True
 
@@ -41,7 +41,7 @@ def test_migrate_up_on_the_embedded_default(tmp_path, genisss):
         assert json.loads(r.out) == {"stopped": True, "running": False, "pgdata": str(data / "pgdata")}
         # started again on demand, data kept
         r = genisss("migrate", "status", "--json")
-        assert r.code == 0 and json.loads(r.out)["current"] == "034_notify_when_watched"
+        assert r.code == 0 and json.loads(r.out)["current"] == "035_broadcast_counter"
     finally:
         genisss("db", "stop")
 

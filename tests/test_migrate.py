@@ -15,14 +15,16 @@ from genisss_cli.core import migrate, schema
 
 def test_head_constant_matches_alembic():
     assert migrate.ordered_revisions()[-1] == schema.HEAD
-    assert migrate.ordered_revisions() == [schema.BASELINE, schema.REALTIME, schema.WATCHED]
-    assert schema.HEAD == schema.WATCHED
+    assert migrate.ordered_revisions() == [schema.BASELINE, schema.REALTIME, schema.WATCHED,
+                                           schema.BROADCAST]
+    assert schema.HEAD == schema.BROADCAST
+    assert list(schema.REVISIONS) == migrate.ordered_revisions()
 
 
 def test_up_down_up_round_trip_keeps_user_stories(fresh_db, genisss):
     r = genisss("migrate", "up", dsn=fresh_db.dsn)
     assert r.code == 0, r.err
-    assert "upgraded base -> 034_notify_when_watched" in r.out
+    assert "upgraded base -> 035_broadcast_counter" in r.out
     fresh_db.execute("INSERT INTO user_stories (title) SELECT 'story' FROM generate_series(1, 5)")
     assert fresh_db.scalar("SELECT increment_story_counter()") == 1
 
@@ -48,7 +50,8 @@ def test_up_is_idempotent(migrated_db, genisss):
 def test_status_exit_codes_and_json(fresh_db, genisss):
     r = genisss("migrate", "status", "--json", dsn=fresh_db.dsn)
     assert r.code == 1  # a finding: pending migrations
-    assert '"pending": ["baseline", "033_global_stats_realtime", "034_notify_when_watched"]' in r.out
+    assert ('"pending": ["baseline", "033_global_stats_realtime", "034_notify_when_watched", '
+            '"035_broadcast_counter"]') in r.out
     assert genisss("migrate", "up", dsn=fresh_db.dsn).code == 0
     r = genisss("migrate", "status", dsn=fresh_db.dsn)
     assert r.code == 0 and "up to date" in r.out
@@ -61,7 +64,16 @@ def test_down_asks_and_shows_what_is_lost(migrated_db, genisss):
     assert "--yes" in r.err and len(r.err.strip().splitlines()) == 1
     assert migrated_db.scalar("SELECT total_stories FROM global_stats") == 7
 
-    # One step down is 034: the trigger notifies on every update again, nothing is lost.
+    # One step down is 035, which installed nothing here (no realtime.send()): nothing is lost.
+    r = genisss("migrate", "down", "--dry-run", "--json", dsn=migrated_db.dsn)
+    assert r.code == 0
+    plan = json.loads(r.out)
+    assert plan["reverts"] == [schema.BROADCAST] and plan["counters"] is None and plan["drops"] == []
+    r = genisss("migrate", "down", "--yes", dsn=migrated_db.dsn)
+    assert r.code == 0, r.err
+    assert migrated_db.scalar("SELECT version_num FROM alembic_version") == schema.WATCHED
+
+    # The next is 034: the trigger notifies on every update again, nothing is lost.
     r = genisss("migrate", "down", "--dry-run", "--json", dsn=migrated_db.dsn)
     assert r.code == 0
     plan = json.loads(r.out)
@@ -194,7 +206,10 @@ def test_migration_waits_at_most_its_lock_timeout(migrated_db, genisss):
     with migrated_db.connect(autocommit=False) as holder:
         holder.execute("LOCK TABLE global_stats IN ACCESS SHARE MODE")
         started = time.monotonic()
-        r = genisss("migrate", "down", "--yes", "--lock-timeout", "1", dsn=migrated_db.dsn)
+        # Down to 033: 034's downgrade recreates the NOTIFY trigger, which needs
+        # the table's lock (035 installed nothing here and takes none).
+        r = genisss("migrate", "down", schema.REALTIME, "--yes", "--lock-timeout", "1",
+                    dsn=migrated_db.dsn)
         elapsed = time.monotonic() - started
         holder.rollback()
     assert r.code == 8, r.err
