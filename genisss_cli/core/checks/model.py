@@ -141,6 +141,11 @@ def rls_hides(conn, table: str) -> bool:
     return bool(one(conn, "SELECT row_security_active(to_regclass(%s))", [table])[0])
 
 
+def quote_literal(conn, value: str) -> str:
+    """A value quoted as the server would, for a fix's text."""
+    return one(conn, "SELECT quote_literal(%s::text)", [value])[0]
+
+
 def no_table(name: str) -> CheckResult:
     return CheckResult(name, "skipped", "public.global_stats does not exist (see table)")
 
