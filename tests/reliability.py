@@ -35,6 +35,8 @@ COMMAND_ARGS: dict[str, list[list[str]]] = {
     "sync": [["--dry-run"], ["--json"]],
     "watch": [["--json", "--count", "1", "--timeout", "0.3"]],
     "check": [[], ["--json"]],
+    "capacity": [["--viewers", "10", "--window", "0.5"],
+                 ["--viewers", "10", "--writes-per-second", "2", "--json"]],
     "migrate up": [[], ["--json"], ["--dry-run"]],
     "migrate down": [["--dry-run"], ["--dry-run", "--json"]],
     "migrate status": [[], ["--json"]],
