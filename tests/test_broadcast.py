@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psycopg
 import realtime_schema
 from conftest import clean_env
 
@@ -138,3 +139,25 @@ def test_supabase_shape_the_worker_broadcasts_and_no_role_may_call_the_function(
         conn.execute("SET ROLE service_role")
         assert conn.execute("SELECT increment_story_counter()").fetchone()[0] == 1
     assert [m[4]["total_stories"] for m in messages(db)] == [1]
+
+
+def test_offline_sql_installs_the_same_as_online(fresh_db, genisss):
+    """`genisss migrate sql up` through psql (the SQL editor's path) installs 035
+    exactly as `migrate up` does, where realtime.send() exists."""
+    from test_migrate import _psql, catalog
+
+    with_realtime(fresh_db)
+    assert genisss("migrate", "up", dsn=fresh_db.dsn).code == 0
+    offline = fresh_db.server.create_db()
+    try:
+        offline_dsn = fresh_db.server.dsn(offline)
+        with psycopg.connect(offline_dsn, autocommit=True) as conn:
+            realtime_schema.install(conn)
+        script = genisss("migrate", "sql", "up")
+        assert script.code == 0 and "global_stats_broadcast" in script.out
+        subprocess.run([_psql(), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", offline_dsn],
+                       input=script.out, text=True, check=True, capture_output=True)
+        assert catalog(offline_dsn) == catalog(fresh_db.dsn)
+        assert "global_stats_broadcast" in str(catalog(offline_dsn)["triggers"])
+    finally:
+        fresh_db.server.drop_db(offline)
