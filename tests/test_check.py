@@ -282,6 +282,43 @@ def test_broadcast_break_fails_its_row_and_the_fix_repairs_it(what, broadcast_db
                 conn.execute(f"DROP ROLE {role}")
 
 
+def test_live_sees_the_broadcast(broadcast_db, genisss):
+    db = broadcast_db
+    before = db.scalar("SELECT total_stories + total_audio_generations FROM global_stats")
+    _, rows = check(genisss, db, "--live")
+    row = rows["live: broadcast"]
+    assert row["status"] == "pass", row
+    assert "topic 'global_stats', event 'counter', public, in realtime.messages_" in row["detail"]
+    assert broadcasts(db) == 1  # --live's one harmless change, sent like any other
+    assert db.scalar("SELECT total_stories + total_audio_generations FROM global_stats") == before
+
+
+def test_live_broadcast_fails_with_the_warning_send_raised(broadcast_db, genisss):
+    db = broadcast_db
+    with db.connect() as conn:
+        realtime_schema.drop_partition(conn, 0)
+    _, rows = check(genisss, db, "--live")
+    row = rows["live: broadcast"]
+    assert row["status"] == "fail" and "WARNING" in row["detail"], row
+    assert "no partition of relation" in row["detail"]
+    assert rows["broadcast"]["status"] == "fail"  # and the static row says how to fix it
+
+
+def test_live_broadcast_fails_when_the_trigger_is_disabled(broadcast_db, genisss):
+    db = broadcast_db
+    db.execute("ALTER TABLE global_stats DISABLE TRIGGER global_stats_broadcast")
+    _, rows = check(genisss, db, "--live")
+    row = rows["live: broadcast"]
+    assert row["status"] == "fail" and "no message on topic 'global_stats'" in row["detail"], row
+    assert broadcasts(db) == 0
+
+
+def test_live_broadcast_is_skipped_without_realtime(supabase_migrated_db, genisss):
+    _, rows = check(genisss, supabase_migrated_db, "--live")
+    assert rows["live: broadcast"]["status"] == "skipped"
+    assert rows["live: broadcast"]["detail"] == "Broadcast: not available here (no realtime.send())"
+
+
 def test_broadcast_owner_without_usage_fails_the_increment(broadcast_db):
     """Why the broadcast row checks USAGE and EXECUTE too: there the trigger's own
     call fails (realtime.send() cannot turn that into a warning)."""
@@ -467,7 +504,7 @@ def test_live_without_the_row_is_a_warning(supabase_migrated_db, genisss):
     db = supabase_migrated_db
     db.execute("DELETE FROM global_stats")
     _, rows = check(genisss, db, "--live")
-    for name in ("live: LISTEN", "live: publication"):
+    for name in ("live: LISTEN", "live: publication", "live: broadcast"):
         assert rows[name]["status"] == "warn" and "changed 0 rows" in rows[name]["detail"], rows[name]
     assert slots(db) == []
 

@@ -116,7 +116,7 @@ def run(database, options: Options | None = None) -> CheckReport:
                 results.extend(live.run(ctx))
             except Exception as exc:
                 why = f"could not run: {reason(exc)}"
-                results.extend(CheckResult(row, "warn", why) for row in (live.LISTEN_ROW, live.SLOT_ROW))
+                results.extend(CheckResult(row, "warn", why) for row in live.ROWS)
             finally:
                 reset(conn)
     return CheckReport(database.where, results)
