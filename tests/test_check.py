@@ -222,12 +222,26 @@ def test_broadcast_passes_where_realtime_exists(broadcast_db, genisss):
     assert db.scalar("SELECT count(*) FROM realtime.messages") == 0  # the probe was rolled back
 
 
+def _owner_name() -> str:
+    """A role name that needs quoting, so that the printed fixes must quote it."""
+    return f"Gt bc {uuid.uuid4().hex[:8]}"
+
+
 def _owned_by(db, role: str) -> None:
     """Hand the broadcast function to a role that is not a superuser, with what it needs."""
-    db.execute(f"CREATE ROLE {role} NOLOGIN")
-    db.execute(f"GRANT USAGE ON SCHEMA realtime TO {role}")
-    db.execute(f"GRANT INSERT ON TABLE realtime.messages TO {role}")
-    db.execute(f"ALTER FUNCTION public.global_stats_broadcast() OWNER TO {role}")
+    db.execute(f'CREATE ROLE "{role}" NOLOGIN')
+    db.execute(f'GRANT USAGE ON SCHEMA realtime TO "{role}"')
+    db.execute(f'GRANT INSERT ON TABLE realtime.messages TO "{role}"')
+    db.execute(f'ALTER FUNCTION public.global_stats_broadcast() OWNER TO "{role}"')
+
+
+def _drop_role(db, role: str) -> None:
+    with db.server.admin() as admin:
+        if admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role]).fetchone():
+            with db.connect() as conn:
+                conn.execute(f'REASSIGN OWNED BY "{role}" TO CURRENT_USER')
+                conn.execute(f'DROP OWNED BY "{role}"')
+            admin.execute(f'DROP ROLE "{role}"')
 
 
 BROADCAST_BREAKS = {
@@ -236,8 +250,8 @@ BROADCAST_BREAKS = {
     "disable the broadcast trigger": "ALTER TABLE global_stats DISABLE TRIGGER global_stats_broadcast",
     "replica-only broadcast trigger": ("ALTER TABLE global_stats "
                                        "ENABLE REPLICA TRIGGER global_stats_broadcast"),
-    "owner may not insert": "REVOKE INSERT ON TABLE realtime.messages FROM {role}",
-    "owner may not use realtime": "REVOKE USAGE ON SCHEMA realtime FROM {role}",
+    "owner may not insert": 'REVOKE INSERT ON TABLE realtime.messages FROM "{role}"',
+    "owner may not use realtime": 'REVOKE USAGE ON SCHEMA realtime FROM "{role}"',
     "no partition for today": None,  # realtime_schema.drop_partition
 }
 
@@ -245,7 +259,7 @@ BROADCAST_BREAKS = {
 @pytest.mark.parametrize("what", list(BROADCAST_BREAKS))
 def test_broadcast_break_fails_its_row_and_the_fix_repairs_it(what, broadcast_db, genisss, tmp_path):
     db = broadcast_db
-    role = f"gt_bc_{uuid.uuid4().hex[:8]}"
+    role = _owner_name()
     sql = BROADCAST_BREAKS[what]
     try:
         if sql and "{role}" in sql:
@@ -274,12 +288,7 @@ def test_broadcast_break_fails_its_row_and_the_fix_repairs_it(what, broadcast_db
         db.execute("SELECT increment_story_counter()")  # and a change is broadcast again
         assert broadcasts(db) == before + 1
     finally:
-        with db.server.admin() as conn:
-            if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role]).fetchone():
-                with db.connect() as owner_db:
-                    owner_db.execute(f"REASSIGN OWNED BY {role} TO CURRENT_USER")
-                    owner_db.execute(f"DROP OWNED BY {role}")
-                conn.execute(f"DROP ROLE {role}")
+        _drop_role(db, role)
 
 
 def test_live_sees_the_broadcast(broadcast_db, genisss):
@@ -319,22 +328,29 @@ def test_live_broadcast_is_skipped_without_realtime(supabase_migrated_db, geniss
     assert rows["live: broadcast"]["detail"] == "Broadcast: not available here (no realtime.send())"
 
 
+def test_broadcast_probe_that_cannot_insert_is_a_warning_that_says_why(broadcast_db):
+    """A realtime.messages unlike the one 035 expects (a column the insert does not fill)."""
+    db = broadcast_db
+    db.execute("ALTER TABLE realtime.messages ADD COLUMN extra text NOT NULL DEFAULT 'x'")
+    db.execute("ALTER TABLE realtime.messages ALTER COLUMN extra DROP DEFAULT")
+    row = in_process(db)["broadcast"]
+    assert row.status == "warn" and "the probe insert failed" in row.detail, row
+    assert '"extra"' in row.detail
+
+
 def test_broadcast_owner_without_usage_fails_the_increment(broadcast_db):
     """Why the broadcast row checks USAGE and EXECUTE too: there the trigger's own
     call fails (realtime.send() cannot turn that into a warning)."""
     db = broadcast_db
-    role = f"gt_bc_{uuid.uuid4().hex[:8]}"
+    role = _owner_name()
     try:
         _owned_by(db, role)
-        db.execute(f"REVOKE USAGE ON SCHEMA realtime FROM {role}")
+        db.execute(f'REVOKE USAGE ON SCHEMA realtime FROM "{role}"')
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             db.execute("SELECT increment_story_counter()")
         assert db.scalar("SELECT total_stories FROM global_stats") == 0
     finally:
-        with db.connect() as conn:
-            conn.execute(f"REASSIGN OWNED BY {role} TO CURRENT_USER")
-            conn.execute(f"DROP OWNED BY {role}")
-            conn.execute(f"DROP ROLE {role}")
+        _drop_role(db, role)
 
 
 def test_drift_is_a_warning_and_strict_fails_on_it(supabase_migrated_db, genisss, tmp_path):
