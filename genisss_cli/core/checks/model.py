@@ -28,6 +28,7 @@ SLOT_LAG_WARN = 128 * 1024 * 1024  # bytes of WAL a Realtime slot may hold back
 RERUN_033 = 'genisss migrate sql up --from baseline | psql -v ON_ERROR_STOP=1 "$DATABASE_URL"'
 MIGRATE_UP = "genisss migrate up"
 COMMANDS = (RERUN_033, MIGRATE_UP)
+NO_BROADCAST = "Broadcast: not available here (no realtime.send())"  # the broadcast rows' skip
 
 # name -> (type as format_type() prints it, NOT NULL, the DDL that adds it)
 COLUMNS = {

@@ -7,6 +7,7 @@ import psycopg
 
 from genisss_cli.core import counters, schema
 from genisss_cli.core.checks.model import (
+    NO_BROADCAST,
     RLS_HIDES,
     TABLE,
     CheckResult,
@@ -73,7 +74,6 @@ def check_wal_level(ctx: Context) -> CheckResult:
 # -- 9b. broadcast ------------------------------------------------------------------------------
 
 BROADCAST_FUNCTION = f"{schema.BROADCAST_FUNCTION}()"
-NO_BROADCAST = "Broadcast: not available here (no realtime.send())"
 # A row as realtime.send() would insert it, into a transaction that is rolled back.
 _PROBE = f"""INSERT INTO {schema.REALTIME_MESSAGES} (topic, extension, payload, event, private)
              VALUES ('genisss-check', 'broadcast', '{{}}'::jsonb, 'probe', false)
