@@ -240,6 +240,27 @@ def supabase_migrated_db(supabase_server):
     yield from _clone(supabase_server, "supabase_migrated", build)
 
 
+def install_realtime(dsn: str) -> None:
+    """tests/realtime_schema.py's stand-in for Supabase's realtime schema."""
+    import realtime_schema
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        realtime_schema.install(conn)
+
+
+@pytest.fixture
+def broadcast_db(supabase_server):
+    """A database in the Supabase shape with a realtime schema (tests/realtime_schema.py),
+    after `genisss migrate up`: migration 035's trigger installed."""
+
+    def build(dsn):
+        apply_supabase_shape(dsn)
+        install_realtime(dsn)
+        migrate_up(dsn)
+
+    yield from _clone(supabase_server, "broadcast", build)
+
+
 @pytest.fixture
 def password_login(server):
     """The DSN (without password) of a login that needs one (scram), on the

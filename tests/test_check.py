@@ -16,6 +16,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import realtime_schema
 from conftest import clean_env, require_plain
 
 from genisss_cli.conn import db as dbmod
@@ -27,7 +28,7 @@ VENV_BIN = Path(sys.executable).parent
 ROWS = ["connection", "migration", "table", "functions", "privileges: PUBLIC", "privileges: anon",
         "privileges: authenticated", "privileges: service_role", "write paths",
         "realtime visibility", "publication",
-        "wal_level", "trigger", "drift", "notify queue", "replication slot"]
+        "wal_level", "trigger", "broadcast", "drift", "notify queue", "replication slot"]
 
 
 def check(genisss, testdb, *args, dsn=None, env=None):
@@ -97,7 +98,9 @@ def test_supabase_shape_after_migrate_up_passes(supabase_migrated_db, genisss):
     assert failing(rows) == bad
     assert code == (1 if bad else 0)
     assert rows["replication slot"]["status"] == "skipped"
-    others = set(ROWS) - bad - {"replication slot"}
+    assert rows["broadcast"]["status"] == "skipped"  # no realtime schema here
+    assert rows["broadcast"]["detail"] == "Broadcast: not available here (no realtime.send())"
+    others = set(ROWS) - bad - {"replication slot", "broadcast"}
     assert {n: rows[n]["status"] for n in others} == dict.fromkeys(others, "pass")
     assert "can LISTEN" in rows["connection"]["detail"]
     if bad:
@@ -210,6 +213,155 @@ def test_break_fails_its_row_and_the_fix_repairs_it(what, supabase_migrated_db, 
     assert rows[row]["status"] == "pass"
     assert rows["drift"]["status"] == "pass"  # no fix moved the counter
     assert db.scalar("SELECT total_stories FROM global_stats") == 3
+
+
+# -- broadcast (migration 035), against tests/realtime_schema.py -----------------------------
+
+
+def broadcasts(testdb) -> int:
+    return testdb.scalar("SELECT count(*) FROM realtime.messages WHERE topic = 'global_stats'")
+
+
+def test_broadcast_passes_where_realtime_exists(broadcast_db, genisss):
+    db = broadcast_db
+    code, rows = check(genisss, db)
+    assert failing(rows) == expected_failures(db.server), rows
+    row = rows["broadcast"]
+    assert row["status"] == "pass", row
+    assert "global_stats_broadcast: AFTER UPDATE FOR EACH ROW, enabled" in row["detail"]
+    assert "now() goes to realtime.messages_" in row["detail"]
+    assert db.scalar("SELECT count(*) FROM realtime.messages") == 0  # the probe was rolled back
+
+
+def _owner_name() -> str:
+    """A role name that needs quoting, so that the printed fixes must quote it."""
+    return f"Gt bc {uuid.uuid4().hex[:8]}"
+
+
+def _owned_by(db, role: str) -> None:
+    """Hand the broadcast function to a role that is not a superuser, with what it needs."""
+    db.execute(f'CREATE ROLE "{role}" NOLOGIN')
+    db.execute(f'GRANT USAGE ON SCHEMA realtime TO "{role}"')
+    db.execute(f'GRANT INSERT ON TABLE realtime.messages TO "{role}"')
+    db.execute(f'ALTER FUNCTION public.global_stats_broadcast() OWNER TO "{role}"')
+
+
+def _drop_role(db, role: str) -> None:
+    with db.server.admin() as admin:
+        if admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role]).fetchone():
+            with db.connect() as conn:
+                conn.execute(f'REASSIGN OWNED BY "{role}" TO CURRENT_USER')
+                conn.execute(f'DROP OWNED BY "{role}"')
+            admin.execute(f'DROP ROLE "{role}"')
+
+
+BROADCAST_BREAKS = {
+    "drop the broadcast trigger": "DROP TRIGGER global_stats_broadcast ON global_stats",
+    "drop the broadcast function": "DROP FUNCTION global_stats_broadcast() CASCADE",
+    "disable the broadcast trigger": "ALTER TABLE global_stats DISABLE TRIGGER global_stats_broadcast",
+    "replica-only broadcast trigger": ("ALTER TABLE global_stats "
+                                       "ENABLE REPLICA TRIGGER global_stats_broadcast"),
+    "owner may not insert": 'REVOKE INSERT ON TABLE realtime.messages FROM "{role}"',
+    "owner may not use realtime": 'REVOKE USAGE ON SCHEMA realtime FROM "{role}"',
+    "no partition for today": None,  # realtime_schema.drop_partition
+}
+
+
+@pytest.mark.parametrize("what", list(BROADCAST_BREAKS))
+def test_broadcast_break_fails_its_row_and_the_fix_repairs_it(what, broadcast_db, genisss, tmp_path):
+    db = broadcast_db
+    role = _owner_name()
+    sql = BROADCAST_BREAKS[what]
+    try:
+        if sql and "{role}" in sql:
+            _owned_by(db, role)
+            assert in_process(db)["broadcast"].status == "pass"
+            sql = sql.format(role=role)
+        if sql:
+            db.execute(sql)
+        else:
+            with db.connect() as conn:
+                realtime_schema.drop_partition(conn, 0)
+        baseline = expected_failures(db.server)
+
+        code, rows = check(genisss, db)
+        assert code == 1
+        assert failing(rows) == {"broadcast"} | baseline, rows
+        broken = rows["broadcast"]
+        assert broken["detail"] and broken["fix"], broken
+        assert {r["status"] for r in rows.values()} <= {"pass", "fail", "skipped"}
+
+        apply_fix(db, broken["fix"], tmp_path)
+        rows = as_dicts(in_process(db))
+        assert failing(rows) == baseline, rows
+        assert rows["broadcast"]["status"] == "pass", rows["broadcast"]
+        before = broadcasts(db)
+        db.execute("SELECT increment_story_counter()")  # and a change is broadcast again
+        assert broadcasts(db) == before + 1
+    finally:
+        _drop_role(db, role)
+
+
+def test_live_sees_the_broadcast(broadcast_db, genisss):
+    db = broadcast_db
+    before = db.scalar("SELECT total_stories + total_audio_generations FROM global_stats")
+    _, rows = check(genisss, db, "--live")
+    row = rows["live: broadcast"]
+    assert row["status"] == "pass", row
+    assert "topic 'global_stats', event 'counter', public, in realtime.messages_" in row["detail"]
+    assert broadcasts(db) == 1  # --live's one harmless change, sent like any other
+    assert db.scalar("SELECT total_stories + total_audio_generations FROM global_stats") == before
+
+
+def test_live_broadcast_fails_with_the_warning_send_raised(broadcast_db, genisss):
+    db = broadcast_db
+    with db.connect() as conn:
+        realtime_schema.drop_partition(conn, 0)
+    _, rows = check(genisss, db, "--live")
+    row = rows["live: broadcast"]
+    assert row["status"] == "fail" and "WARNING" in row["detail"], row
+    assert "no partition of relation" in row["detail"]
+    assert rows["broadcast"]["status"] == "fail"  # and the static row says how to fix it
+
+
+def test_live_broadcast_fails_when_the_trigger_is_disabled(broadcast_db, genisss):
+    db = broadcast_db
+    db.execute("ALTER TABLE global_stats DISABLE TRIGGER global_stats_broadcast")
+    _, rows = check(genisss, db, "--live")
+    row = rows["live: broadcast"]
+    assert row["status"] == "fail" and "no message on topic 'global_stats'" in row["detail"], row
+    assert broadcasts(db) == 0
+
+
+def test_live_broadcast_is_skipped_without_realtime(supabase_migrated_db, genisss):
+    _, rows = check(genisss, supabase_migrated_db, "--live")
+    assert rows["live: broadcast"]["status"] == "skipped"
+    assert rows["live: broadcast"]["detail"] == "Broadcast: not available here (no realtime.send())"
+
+
+def test_broadcast_probe_that_cannot_insert_is_a_warning_that_says_why(broadcast_db):
+    """A realtime.messages unlike the one 035 expects (a column the insert does not fill)."""
+    db = broadcast_db
+    db.execute("ALTER TABLE realtime.messages ADD COLUMN extra text NOT NULL DEFAULT 'x'")
+    db.execute("ALTER TABLE realtime.messages ALTER COLUMN extra DROP DEFAULT")
+    row = in_process(db)["broadcast"]
+    assert row.status == "warn" and "the probe insert failed" in row.detail, row
+    assert '"extra"' in row.detail
+
+
+def test_broadcast_owner_without_usage_fails_the_increment(broadcast_db):
+    """Why the broadcast row checks USAGE and EXECUTE too: there the trigger's own
+    call fails (realtime.send() cannot turn that into a warning)."""
+    db = broadcast_db
+    role = _owner_name()
+    try:
+        _owned_by(db, role)
+        db.execute(f'REVOKE USAGE ON SCHEMA realtime FROM "{role}"')
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            db.execute("SELECT increment_story_counter()")
+        assert db.scalar("SELECT total_stories FROM global_stats") == 0
+    finally:
+        _drop_role(db, role)
 
 
 def test_drift_is_a_warning_and_strict_fails_on_it(supabase_migrated_db, genisss, tmp_path):
@@ -381,7 +533,7 @@ def test_live_without_the_row_fails_as_it_cannot_run(supabase_migrated_db, genis
     db.execute("DELETE FROM global_stats")
     code, rows = check(genisss, db, "--live")
     assert code == 1
-    for name in ("live: LISTEN", "live: publication"):
+    for name in ("live: LISTEN", "live: publication", "live: broadcast"):
         assert rows[name]["status"] == "fail" and "changed 0 rows" in rows[name]["detail"], rows[name]
     assert slots(db) == []
 

@@ -27,6 +27,7 @@ def one_line(text: str) -> bool:
     return len(text.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("command", ["status", "bump", "drift", "sync"])
 def test_help_explains_with_an_example(genisss, command):
     r = genisss(command, "--help")
     assert r.code == 0

@@ -15,7 +15,9 @@ from genisss_cli.core import migrate, schema
 
 def test_head_constant_matches_alembic():
     assert migrate.ordered_revisions()[-1] == schema.HEAD
-    assert migrate.ordered_revisions() == [schema.BASELINE, schema.REALTIME, schema.WATCHED, schema.HINT]
+    assert migrate.ordered_revisions() == [schema.BASELINE, schema.REALTIME, schema.WATCHED,
+                                           schema.BROADCAST, schema.HINT]
+    assert list(schema.REVISIONS) == migrate.ordered_revisions()
 
 
 def test_up_down_up_round_trip_keeps_user_stories(fresh_db, genisss):
@@ -67,6 +69,12 @@ def test_down_asks_and_shows_what_is_lost(migrated_db, genisss):
     assert plan["reverts"] == [schema.HINT] and plan["counters"] is None
     assert plan["drops"] == ["global_stats_notify()'s empty payload and queue guard: 034's payload again"]
     assert genisss("migrate", "down", "--yes", dsn=migrated_db.dsn).code == 0
+    # Then 035, which installed nothing here (no realtime.send()): nothing is lost.
+    r = genisss("migrate", "down", "--dry-run", "--json", dsn=migrated_db.dsn)
+    plan = json.loads(r.out)
+    assert plan["reverts"] == [schema.BROADCAST] and plan["counters"] is None and plan["drops"] == []
+    assert genisss("migrate", "down", "--yes", dsn=migrated_db.dsn).code == 0
+    assert migrated_db.scalar("SELECT version_num FROM alembic_version") == schema.WATCHED
     # Then 034: the trigger notifies on every update again, nothing is lost.
     r = genisss("migrate", "down", "--dry-run", "--json", dsn=migrated_db.dsn)
     plan = json.loads(r.out)
@@ -199,7 +207,10 @@ def test_migration_waits_at_most_its_lock_timeout(migrated_db, genisss):
     with migrated_db.connect(autocommit=False) as holder:
         holder.execute("LOCK TABLE global_stats IN ACCESS SHARE MODE")
         started = time.monotonic()
-        r = genisss("migrate", "down", schema.REALTIME, "--yes", "--lock-timeout", "1", dsn=migrated_db.dsn)
+        # Down to 033: 034's downgrade recreates the NOTIFY trigger, which needs
+        # the table's lock (035 installed nothing here and takes none).
+        r = genisss("migrate", "down", schema.REALTIME, "--yes", "--lock-timeout", "1",
+                    dsn=migrated_db.dsn)
         elapsed = time.monotonic() - started
         holder.rollback()
     assert r.code == 8, r.err

@@ -17,7 +17,7 @@ import time
 import pytest
 from reliability import WatchReader, wait_for
 
-from genisss_cli.core import watch
+from genisss_cli.core import schema, watch
 from genisss_cli.errors import Exit, GenisssError
 
 INCREMENT = "SELECT public.increment_story_counter()"
@@ -117,7 +117,7 @@ def test_check_reports_a_trigger_that_notifies_always_at_head(migrated_db, genis
     r = genisss("check", "--json", dsn=migrated_db.dsn)
     rows = {row["name"]: row for row in json.loads(r.out)["checks"]}
     assert rows["trigger"]["status"] == "warn" and "every update" in rows["trigger"]["detail"]
-    r = genisss("migrate", "down", "033_global_stats_realtime", "--yes", dsn=migrated_db.dsn)  # to 033 ...
+    r = genisss("migrate", "down", schema.REALTIME, "--yes", dsn=migrated_db.dsn)  # 034 -> 033 ...
     assert r.code == 0, r.err
     assert genisss("migrate", "up", dsn=migrated_db.dsn).code == 0  # ... and back: gated again
     r = genisss("check", "--json", dsn=migrated_db.dsn)

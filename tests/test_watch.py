@@ -25,9 +25,9 @@ import psycopg
 import pytest
 from conftest import clean_env
 
-from genisss_cli import render
 from genisss_cli.conn import embedded
 from genisss_cli.core import watch
+from genisss_cli.render.watch import sparkline
 
 LIMIT = 60  # seconds: a safety net, never an expectation
 
@@ -422,8 +422,8 @@ def test_a_change_is_the_row_and_its_delay():
 
 
 def test_sparkline_and_windows():
-    assert render.sparkline([0, 1, 2, 4, 8]) == "·▁▂▄█"
-    assert render.sparkline([0, 0]) == "··"
+    assert sparkline([0, 1, 2, 4, 8]) == "·▁▂▄█"
+    assert sparkline([0, 0]) == "··"
     w = watch.Window(60.0, 1800.0)
     w.add(0.0, 3)
     w.add(59.0, 1)

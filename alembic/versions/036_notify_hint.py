@@ -18,13 +18,13 @@ The trigger and its WHEN gate (034) are unchanged. Downgrade restores 034's
 function and payload.
 
 Revision ID: 036_notify_hint
-Revises: 034_notify_when_watched
+Revises: 035_broadcast_counter
 """
 
 from alembic import context, op
 
 revision = "036_notify_hint"
-down_revision = "034_notify_when_watched"
+down_revision = "035_broadcast_counter"
 branch_labels = None
 depends_on = None
 
@@ -59,5 +59,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     # 034's function, exactly as 034 wrote it (its module, as Alembic loaded it).
-    for statement in context.script.get_revision(down_revision).module.UPGRADE[:1]:
+    for statement in context.script.get_revision("034_notify_when_watched").module.UPGRADE[:1]:
         op.execute(statement)

@@ -347,6 +347,8 @@ def plan_downgrade(database, target: str = "-1") -> DowngradePlan:
                                f"unknown target revision {target!r}: {str(exc) or 'not a revision'}",
                                "see: genisss migrate history") from None
         reverts = _between(current, dest) if current else []
+        broadcasts = schema.BROADCAST in reverts and conn.execute(
+            "SELECT to_regprocedure(%s) IS NOT NULL", [f"{schema.BROADCAST_FUNCTION}()"]).fetchone()[0]
         counters = None
         if schema.REALTIME in reverts and conn.execute(
             "SELECT to_regclass('public.global_stats') IS NOT NULL"
@@ -359,10 +361,12 @@ def plan_downgrade(database, target: str = "-1") -> DowngradePlan:
     drops = []
     if schema.HINT in reverts:
         drops.append("global_stats_notify()'s empty payload and queue guard: 034's payload again")
+    if broadcasts:  # 035 installed nothing where realtime.send() was missing
+        drops.append("trigger global_stats_broadcast and its function")
     if schema.WATCHED in reverts and schema.REALTIME not in reverts:
         drops.append("trigger global_stats_notify's WHEN clause: it notifies on every update again")
     if schema.REALTIME in reverts:
-        drops = [
+        drops += [
             "table public.global_stats (the counter row)",
             "functions increment_story_counter(), increment_audio_counter(), sync_story_counter()",
             "trigger global_stats_notify and its function",

@@ -19,6 +19,14 @@ NOTIFY_FUNCTION = "public.global_stats_notify"
 NOTIFY_TRIGGER = "global_stats_notify"
 CHANNEL = "global_stats"  # the NOTIFY channel `genisss watch` listens on
 PUBLICATION = "supabase_realtime"  # the publication Supabase Realtime reads
+# Broadcast from Database (migration 035): a trigger sends each change through
+# realtime.send() to the topic's subscribers; Realtime reads realtime.messages.
+BROADCAST_FUNCTION = "public.global_stats_broadcast"
+BROADCAST_TRIGGER = "global_stats_broadcast"
+BROADCAST_TOPIC = "global_stats"  # supabase.channel('global_stats')
+BROADCAST_EVENT = "counter"  # .on('broadcast', { event: 'counter' }, ...)
+REALTIME_SEND = "realtime.send(jsonb,text,text,boolean)"  # Supabase's, as to_regprocedure reads it
+REALTIME_MESSAGES = "realtime.messages"  # the partitioned table realtime.send() inserts into
 API_ROLES = ("anon", "authenticated")  # the browser's roles: read, never write
 WORKER_ROLE = "service_role"  # the worker's role: may call the functions
 VERSION_TABLE = "public.alembic_version"
@@ -33,12 +41,19 @@ MIGRATE_LOCK = 0x67656E69737373
 BASELINE = "baseline"
 REALTIME = "033_global_stats_realtime"  # the counter's objects
 WATCHED = "034_notify_when_watched"  # NOTIFY only while a watcher holds the key
+BROADCAST = "035_broadcast_counter"  # Broadcast from Database, where realtime.send() exists
 HINT = "036_notify_hint"  # an empty NOTIFY, a hint to read the row; none past QUEUE_STOP
-HEAD = HINT
+REVISIONS = (BASELINE, REALTIME, WATCHED, BROADCAST, HINT)
+HEAD = REVISIONS[-1]
 
 # 036's trigger stops notifying at this pg_notification_queue_usage(), so that
 # a listener that stopped reading can never make an increment fail.
 QUEUE_STOP = 0.5
+
+
+def reached(revision: str | None, wanted: str) -> bool:
+    """Is the database's revision wanted or a later one?"""
+    return revision in REVISIONS and REVISIONS.index(revision) >= REVISIONS.index(wanted)
 
 
 def current_revision(conn) -> str | None:

@@ -10,6 +10,11 @@ observed two ways, each on its own session connection opened BEFORE the change:
   publication. Enough of pgoutput's protocol is decoded to see a Relation ('R')
   message for public.global_stats and an Update ('U') of it in our transaction.
 
+Where migration 035's broadcast trigger is installed, the same change also
+goes through realtime.send(): the WARNINGs the change raised are collected
+(realtime.send() turns its errors into them), and the message is looked for in
+realtime.messages, where Realtime streams it from (row "live: broadcast").
+
 The slot is dropped in a finally block (also on error and Ctrl-C); being
 temporary, the server drops it too when the session ends, however it ends.
 """
@@ -21,10 +26,12 @@ import threading
 import time
 
 from genisss_cli.core import schema
-from genisss_cli.core.checks.model import CheckResult, Context, reason
+from genisss_cli.core.checks.model import NO_BROADCAST, CheckResult, Context, reason
 
 LISTEN_ROW = "live: LISTEN"
 SLOT_ROW = "live: publication"
+BROADCAST_ROW = "live: broadcast"
+ROWS = (LISTEN_ROW, SLOT_ROW, BROADCAST_ROW)
 CHANNEL = schema.CHANNEL
 POLL_INTERVAL = 0.005  # seconds between two reads of the slot
 
@@ -34,11 +41,13 @@ def run(ctx: Context) -> list[CheckResult]:
     pre = _preconditions(ctx)
     if pre["blocked"]:
         status, why = pre["blocked"]
-        return [CheckResult(LISTEN_ROW, status, why), CheckResult(SLOT_ROW, status, why)]
+        return [CheckResult(row, status, why) for row in ROWS]
     slot_skip = pre["slot_skip"]
     results: dict[str, CheckResult] = {}
     if slot_skip:
         results[SLOT_ROW] = CheckResult(SLOT_ROW, "skipped", slot_skip)
+    if pre["broadcast_skip"]:
+        results[BROADCAST_ROW] = CheckResult(BROADCAST_ROW, "skipped", pre["broadcast_skip"])
 
     listener = slot = None
     try:
@@ -52,23 +61,26 @@ def run(ctx: Context) -> list[CheckResult]:
         if _pause():
             time.sleep(_pause())  # test hook: the slot exists, nothing has changed yet
         listener.start()
-        xid, commit_lsn, t0 = _touch(conn)
+        warnings: list[str] = []
+        xid, commit_lsn, t0, updated_at = _touch(conn, warnings)
         deadline = t0 + opts.live_timeout
         if slot:
             results[SLOT_ROW] = _observe_slot(slot, xid, commit_lsn, t0, deadline, opts)
         results[LISTEN_ROW] = _observe_listener(listener, t0, deadline, opts)
+        if BROADCAST_ROW not in results:
+            results[BROADCAST_ROW] = _observe_broadcast(conn, updated_at, warnings)
     finally:
         if listener:
             listener.close()
         if slot:
             slot.close()
-    return [results[LISTEN_ROW], results[SLOT_ROW]]
+    return [results[row] for row in ROWS]
 
 
 def _preconditions(ctx: Context) -> dict:
     """What stops both paths ("blocked"), or only the replication path ("slot_skip")."""
     conn = ctx.conn
-    out = {"blocked": None, "slot_skip": None}
+    out = {"blocked": None, "slot_skip": None, "broadcast_skip": None}
     with conn.transaction():
         has_column = ctx.table_oid and conn.execute(
             "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = %s AND attname = 'updated_at')",
@@ -93,6 +105,14 @@ def _preconditions(ctx: Context) -> dict:
                             "attribute); Supabase Realtime reads the publication with its own role")
     elif not pub:
         out["slot_skip"] = f"publication {ctx.options.publication} does not exist (see publication)"
+    with conn.transaction():
+        send, trigger = conn.execute(
+            "SELECT to_regprocedure(%s) IS NOT NULL, to_regprocedure(%s) IS NOT NULL",
+            [schema.REALTIME_SEND, f"{schema.BROADCAST_FUNCTION}()"]).fetchone()
+    if not send:
+        out["broadcast_skip"] = NO_BROADCAST
+    elif not trigger:
+        out["broadcast_skip"] = f"{schema.BROADCAST_FUNCTION}() does not exist (see broadcast)"
     return out
 
 
@@ -103,19 +123,64 @@ def _pause() -> float:
         return 0.0
 
 
-def _touch(conn) -> tuple[int, str, float]:
-    """UPDATE updated_at in one transaction; its xid, an LSN past its commit, and
-    the moment COMMIT was sent (perf_counter)."""
-    with conn.transaction():
-        conn.execute("SET LOCAL lock_timeout = '5s'")
-        xid = conn.execute("SELECT txid_current()").fetchone()[0] % 2**32
-        updated = conn.execute(
-            "UPDATE public.global_stats SET updated_at = now() WHERE id = 'singleton'").rowcount
-        if updated != 1:
-            raise RuntimeError(f"the test UPDATE changed {updated} rows of global_stats (expected 1)")
-        t0 = time.perf_counter()
+def _touch(conn, warnings: list[str]) -> tuple[int, str, float, object]:
+    """UPDATE updated_at in one transaction; its xid, an LSN past its commit, the
+    moment COMMIT was sent (perf_counter), and the updated_at it set. The
+    WARNINGs the UPDATE raised (realtime.send()'s errors) go to warnings."""
+
+    def collect(diag) -> None:
+        if diag.severity_nonlocalized == "WARNING":
+            warnings.append(diag.message_primary or "")
+
+    conn.add_notice_handler(collect)
+    try:
+        with conn.transaction():
+            conn.execute("SET LOCAL lock_timeout = '5s'")
+            xid = conn.execute("SELECT txid_current()").fetchone()[0] % 2**32
+            cur = conn.execute("UPDATE public.global_stats SET updated_at = now() WHERE id = 'singleton' "
+                               "RETURNING updated_at")
+            if cur.rowcount != 1:
+                raise RuntimeError(f"the test UPDATE changed {cur.rowcount} rows of global_stats "
+                                   "(expected 1)")
+            updated_at = cur.fetchone()[0]
+            t0 = time.perf_counter()
+    finally:
+        conn.remove_notice_handler(collect)
     lsn = conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()[0]
-    return xid, lsn, t0
+    return xid, lsn, t0, updated_at
+
+
+# -- the broadcast path ----------------------------------------------------------------------
+
+
+def _observe_broadcast(conn, updated_at, warnings: list[str]) -> CheckResult:
+    """The message realtime.send() inserted for our change, found by its updated_at
+    (the change held the row's lock: no other change has the same)."""
+    if warnings:
+        return CheckResult(BROADCAST_ROW, "fail", "realtime.send() raised a WARNING instead of sending: "
+                           f"{'; '.join(warnings)}: the change was not broadcast (see broadcast)")
+    try:
+        with conn.transaction():
+            conn.execute("SET LOCAL statement_timeout = '10s'")
+            rows = conn.execute(f"""
+                SELECT tableoid::regclass::text, event, private
+                  FROM {schema.REALTIME_MESSAGES}
+                 WHERE topic = %s AND payload -> 'updated_at' = to_jsonb(%s::timestamptz)""",
+                                [schema.BROADCAST_TOPIC, updated_at]).fetchall()
+    except Exception as exc:  # this row only: the other two have their answers
+        return CheckResult(BROADCAST_ROW, "warn", f"sent without a WARNING, but could not look for the "
+                           f"message in {schema.REALTIME_MESSAGES}: {reason(exc)}")
+    if not rows:
+        return CheckResult(BROADCAST_ROW, "fail", f"no message on topic '{schema.BROADCAST_TOPIC}' in "
+                           f"{schema.REALTIME_MESSAGES} for the change, and no WARNING: is the trigger "
+                           "enabled? (see broadcast)")
+    partition, event, private = rows[0]
+    if event != schema.BROADCAST_EVENT or private:
+        return CheckResult(BROADCAST_ROW, "fail", f"the change was sent as event '{event}'"
+                           f"{', private' if private else ''}; browsers listen for event "
+                           f"'{schema.BROADCAST_EVENT}' on a public channel", None)
+    return CheckResult(BROADCAST_ROW, "pass", f"message on topic '{schema.BROADCAST_TOPIC}', event "
+                       f"'{event}', public, in {partition}: Realtime streams it from there")
 
 
 def _ms(seconds: float) -> str:

@@ -28,6 +28,7 @@ SLOT_LAG_WARN = 128 * 1024 * 1024  # bytes of WAL a Realtime slot may hold back
 RERUN_033 = 'genisss migrate sql up --from baseline | psql -v ON_ERROR_STOP=1 "$DATABASE_URL"'
 MIGRATE_UP = "genisss migrate up"
 COMMANDS = (RERUN_033, MIGRATE_UP)
+NO_BROADCAST = "Broadcast: not available here (no realtime.send())"  # the broadcast rows' skip
 
 # name -> (type as format_type() prints it, NOT NULL, the DDL that adds it)
 COLUMNS = {
@@ -139,6 +140,11 @@ RLS_HIDES = ("row level security hides its rows from this role (run genisss chec
 def rls_hides(conn, table: str) -> bool:
     """Does row level security filter what this role reads from table?"""
     return bool(one(conn, "SELECT row_security_active(to_regclass(%s))", [table])[0])
+
+
+def quote_literal(conn, value: str) -> str:
+    """A value quoted as the server would, for a fix's text."""
+    return one(conn, "SELECT quote_literal(%s::text)", [value])[0]
 
 
 def no_table(name: str) -> CheckResult:

@@ -1,10 +1,13 @@
-"""What Realtime needs around the counter: publication, wal_level, drift, the
-NOTIFY queue, Realtime's replication slot."""
+"""What Realtime needs around the counter: publication, wal_level, Broadcast,
+drift, the NOTIFY queue, Realtime's replication slot."""
 
 from __future__ import annotations
 
+import psycopg
+
 from genisss_cli.core import counters, schema
 from genisss_cli.core.checks.model import (
+    NO_BROADCAST,
     RLS_HIDES,
     TABLE,
     CheckResult,
@@ -12,6 +15,7 @@ from genisss_cli.core.checks.model import (
     Findings,
     no_table,
     one,
+    quote_literal,
     reason,
     rerun_fix,
     rls_hides,
@@ -65,6 +69,102 @@ def check_wal_level(ctx: Context) -> CheckResult:
     return CheckResult("wal_level", "fail", f"{level}: no logical decoding, so Supabase Realtime (and "
                        "--live's publication path) cannot see changes",
                        "ALTER SYSTEM SET wal_level = logical; -- then restart PostgreSQL")
+
+
+# -- 9b. broadcast ------------------------------------------------------------------------------
+
+BROADCAST_FUNCTION = f"{schema.BROADCAST_FUNCTION}()"
+# A row as realtime.send() would insert it, into a transaction that is rolled back.
+_PROBE = f"""INSERT INTO {schema.REALTIME_MESSAGES} (topic, extension, payload, event, private)
+             VALUES ('genisss-check', 'broadcast', '{{}}'::jsonb, 'probe', false)
+             RETURNING tableoid::regclass::text"""
+
+
+def check_broadcast(ctx: Context) -> CheckResult:
+    """Migration 035's trigger, and what realtime.send() needs so that it does not
+    turn every message into a WARNING: the function owner's privileges, and a
+    partition of realtime.messages for now()."""
+    conn = ctx.conn
+    name = "broadcast"
+    send = one(conn, "SELECT to_regprocedure(%s)::oid", [schema.REALTIME_SEND])[0]
+    if not send:
+        return CheckResult(name, "skipped", NO_BROADCAST)
+    if not ctx.table_oid:
+        return no_table(name)
+    func = one(conn, """SELECT p.oid, r.rolname FROM pg_proc p JOIN pg_roles r ON r.oid = p.proowner
+                         WHERE p.oid = to_regprocedure(%s)""", [BROADCAST_FUNCTION])
+    if func is None:
+        return CheckResult(name, "fail", f"realtime.send() exists but {BROADCAST_FUNCTION} is missing: "
+                           "no change is broadcast", rerun_fix(ctx))
+    func_oid, owner = func
+    triggers = conn.execute("""
+        SELECT tgname, tgenabled FROM pg_trigger
+         WHERE tgrelid = %s AND tgfoid = %s AND NOT tgisinternal
+           AND (tgtype & 1) <> 0 AND (tgtype & 16) <> 0 AND (tgtype & 66) = 0
+         ORDER BY tgenabled IN ('O', 'A') DESC, tgname""", [ctx.table_oid, func_oid]).fetchall()
+    if not triggers:
+        return CheckResult(name, "fail", f"no AFTER UPDATE trigger runs {BROADCAST_FUNCTION}: "
+                           "no change is broadcast", rerun_fix(ctx))
+    trigger, enabled = triggers[0]
+    if enabled not in ("O", "A"):
+        state = "disabled" if enabled == "D" else "enabled for replicas only"
+        return CheckResult(name, "fail", f"trigger {trigger} is {state}: no change is broadcast",
+                           ctx.sql("ALTER TABLE public.global_stats ENABLE TRIGGER {}", trigger) + ";")
+    f = Findings(name)
+    role = ctx.ident(owner)
+    if not one(conn, "SELECT to_regclass(%s) IS NOT NULL", [schema.REALTIME_MESSAGES])[0]:
+        f.fail(f"{schema.REALTIME_MESSAGES} does not exist: realtime.send() loses every message")
+        return f.result("")
+    usage, execute, insert = one(conn, """
+        SELECT has_schema_privilege(%(owner)s, 'realtime', 'USAGE'),
+               has_function_privilege(%(owner)s, %(send)s::oid, 'EXECUTE'),
+               has_table_privilege(%(owner)s, %(messages)s, 'INSERT')""",
+                                 {"owner": owner, "send": send, "messages": schema.REALTIME_MESSAGES})
+    if not (usage and execute):  # the trigger's call itself fails: every increment fails
+        f.fail(f"{owner}, who owns {BROADCAST_FUNCTION}, may not call realtime.send(): every update of "
+               "global_stats fails",
+               *([] if usage else [f"GRANT USAGE ON SCHEMA realtime TO {role}"]),
+               *([] if execute else [f"GRANT EXECUTE ON FUNCTION {schema.REALTIME_SEND} TO {role}"]))
+    if not insert:
+        f.fail(f"{owner}, who owns {BROADCAST_FUNCTION}, may not INSERT into {schema.REALTIME_MESSAGES}: "
+               "realtime.send() loses every message (a WARNING only)",
+               f"GRANT INSERT ON TABLE {schema.REALTIME_MESSAGES} TO {role}")
+    partition = _probe_partition(ctx, f)
+    found = (f"{trigger}: AFTER UPDATE FOR EACH ROW, enabled; sends event '{schema.BROADCAST_EVENT}' "
+             f"to topic '{schema.BROADCAST_TOPIC}' as {owner}, who may insert into "
+             f"{schema.REALTIME_MESSAGES}; now() goes to {partition}")
+    return f.result(found)
+
+
+def _probe_partition(ctx: Context, f: Findings) -> str | None:
+    """Insert a message as realtime.send() would and roll it back: PostgreSQL's own
+    routing says whether a partition takes now() (a default partition, sub-
+    partitions and the session's time zone included), where reading the bounds
+    from the catalog would mean parsing pg_get_expr() texts. The partition's name."""
+    conn = ctx.conn
+    try:
+        with conn.transaction():
+            partition = one(conn, _PROBE)[0]
+            raise psycopg.Rollback()
+    except psycopg.errors.CheckViolation as exc:
+        day, start, end = one(conn, """
+            SELECT to_char(now()::timestamp, 'YYYY_MM_DD'), date_trunc('day', now()::timestamp)::text,
+                   (date_trunc('day', now()::timestamp) + interval '1 day')::text""")
+        table = ctx.ident(f"messages_{day}")
+        f.fail(f"no partition of {schema.REALTIME_MESSAGES} takes now() ({reason(exc)}): realtime.send() "
+               "loses every message (a WARNING only); Realtime creates a partition a day: is it running?",
+               f"CREATE TABLE realtime.{table} PARTITION OF {schema.REALTIME_MESSAGES} "
+               f"FOR VALUES FROM ({quote_literal(conn, start)}) TO ({quote_literal(conn, end)})")
+        return None
+    except psycopg.errors.InsufficientPrivilege as exc:
+        f.warn(f"cannot tell whether a partition of {schema.REALTIME_MESSAGES} takes now(): this role may "
+               f"not insert a probe ({reason(exc)}); run genisss check as the function's owner")
+        return None
+    except psycopg.Error as exc:  # a realtime.messages unlike the one 035 expects
+        f.warn(f"cannot tell whether a partition of {schema.REALTIME_MESSAGES} takes now(): the probe "
+               f"insert failed ({reason(exc)}), and realtime.send()'s may too")
+        return None
+    return partition
 
 
 # -- 10. drift ---------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from genisss_cli.core.checks.model import (
     reason,
 )
 from genisss_cli.core.checks.realtime import (
+    check_broadcast,
     check_drift,
     check_notify_queue,
     check_publication,
@@ -51,6 +52,7 @@ CHECKS: list[tuple[str, Callable[[Context], CheckResult | list[CheckResult]], bo
     ("publication", check_publication, False),
     ("wal_level", check_wal_level, True),
     ("trigger", check_trigger, False),
+    ("broadcast", check_broadcast, False),
     ("drift", check_drift, True),  # counters.drift() picks its own isolation level
     ("notify queue", check_notify_queue, False),
     ("replication slot", check_replication_slot, False),
@@ -116,7 +118,7 @@ def run(database, options: Options | None = None) -> CheckReport:
             except Exception as exc:
                 why = f"could not run: {reason(exc)}"
                 # --live was asked for: a live row that could not run is a failure.
-                results.extend(CheckResult(row, "fail", why) for row in (live.LISTEN_ROW, live.SLOT_ROW))
+                results.extend(CheckResult(row, "fail", why) for row in live.ROWS)
             finally:
                 reset(conn)
     return CheckReport(database.where, results)
