@@ -89,7 +89,7 @@ def counter_drift(
     """
     from genisss_cli import render
     from genisss_cli.conn import db
-    from genisss_cli.core import counters
+    from genisss_cli.core import counters, schema
 
     sources = [counters.STORIES]
     if audio_table is not None:
@@ -97,6 +97,7 @@ def counter_drift(
         sources.append(counters.audio_source(audio_table))
     spin = "counting rows..." if not estimate else None
     with db.connect(db.resolve(env)) as conn, render.spinner_after(env, spin):
+        schema.known_revision(conn)
         report = counters.drift(conn, sources, estimate=estimate, tolerance=tolerance)
     render.show(report, env)
     return Exit.OK if report.ok else Exit.FINDING
@@ -120,9 +121,10 @@ def counter_sync(
     """
     from genisss_cli import render
     from genisss_cli.conn import db
-    from genisss_cli.core import counters
+    from genisss_cli.core import counters, schema
 
     with db.connect(db.resolve(env)) as conn, render.spinner_after(env, "counting rows..."):
+        schema.known_revision(conn)
         result = counters.sync(conn, dry_run=dry_run, if_drift=if_drift, lock_timeout=lock_timeout)
     render.show(result, env)
     return Exit.OK

@@ -61,6 +61,8 @@ def _migrate(context, connection, lock_timeout: float, steps: list | None) -> No
                       on_version_apply=record)
     with context.begin_transaction():
         _guard(context, lock_timeout)
+        # Under the lock, before Alembic looks the revision up in its scripts.
+        schema.known_revision(connection.connection.driver_connection)
         context.run_migrations()
 
 
@@ -306,7 +308,7 @@ class Status:
 
 def status(database) -> Status:
     with dbmod.connect(database) as conn:
-        current = schema.current_revision(conn)
+        current = schema.known_revision(conn)
         exists = conn.execute("SELECT to_regclass('public.global_stats') IS NOT NULL").fetchone()[0]
     order = ordered_revisions()
     pending = order[order.index(current) + 1 :] if current in order else order
@@ -330,7 +332,7 @@ def plan_downgrade(database, target: str = "-1") -> DowngradePlan:
 
     script = ScriptDirectory.from_config(alembic_config())
     with dbmod.connect(database) as conn:
-        current = schema.current_revision(conn)
+        current = schema.known_revision(conn)
         try:
             if target == "base":
                 dest = None

@@ -281,6 +281,7 @@ def _open(db, wall, last: Row | None, reconnect: bool):
 
     conn = dbm.connect(_target(db), session=True)
     try:
+        schema.known_revision(conn)
         listen(conn)
         row, snapshot = read_row_and_snapshot(conn)
         trigger = conn.execute(TRIGGER_SQL).fetchone()
