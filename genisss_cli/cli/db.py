@@ -1,22 +1,33 @@
 """genisss db url|start|stop|status: the database in use, the embedded server."""
 
+from typing import Annotated
+
+import typer
+
 from genisss_cli.cli.app import db_app
 from genisss_cli.cli.options import command
 from genisss_cli.errors import Exit, GenisssError
 
 
 @command(db_app, "url")
-def db_url(*, env) -> int:
-    """Print the database URL in use (password masked) and where it came from.
+def db_url(
+    reveal: Annotated[bool, typer.Option(
+        "--reveal", help="Print the password too (the only output that does).")] = False,
+    *, env,
+) -> int:
+    """Print the database URL in use (password masked) and where it came from
+    (--json). --reveal prints it whole, password included.
 
     The embedded server is started if needed, so the URL works.
 
-    Example: psql "$(genisss db url)"
+    Example: genisss db url --json
     """
     from genisss_cli import render
     from genisss_cli.conn import db
+    from genisss_cli.core import info
 
-    render.show(db.resolve(env), env)
+    database = db.resolve(env)
+    render.show(info.Revealed(database) if reveal else database, env)
     return Exit.OK
 
 
