@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from genisss_cli.conn import db, embedded
-from genisss_cli.core import info
+from genisss_cli.core import info, psql
 from genisss_cli.render.out import emit_json, key_values, print_line, to_json, write
-from genisss_cli.render.redact import reveal_url, show_url
+from genisss_cli.render.redact import mask_text, reveal_url, show_url
 from genisss_cli.render.registry import json_view, text_view
 
 
@@ -33,6 +33,16 @@ def revealed_json(env, revealed) -> None:
 @text_view(info.Revealed)
 def revealed_text(env, revealed) -> None:
     write(env, reveal_url(revealed.database.dsn) + "\n")
+
+
+@text_view(psql.PsqlSession)
+def psql_text(env, session) -> None:
+    """What psql wrote, where genisss's streams are not files; else psql wrote it itself."""
+    if session.out:
+        write(env, mask_text(session.out))
+    if session.err:
+        env.stderr.write(mask_text(session.err))
+        env.stderr.flush()
 
 
 @text_view(embedded.EmbeddedStatus)
