@@ -184,6 +184,22 @@ def _seconds_setting(key: str, default: float, most: float, env=None) -> float:
     return value
 
 
+_SWITCH = {"on": True, "true": True, "yes": True, "1": True,
+           "off": False, "false": False, "no": False, "0": False}
+
+
+def realtime(env=None) -> bool:
+    """GENISSS_REALTIME: off when the database does not use Supabase Realtime
+    (check then skips what only Realtime needs); on by default."""
+    env = os.environ if env is None else env
+    raw = env.get("GENISSS_REALTIME", "").strip().lower()
+    if not raw:
+        return True
+    if raw not in _SWITCH:
+        raise GenisssError(Exit.CONFIG, "GENISSS_REALTIME must be on or off")
+    return _SWITCH[raw]
+
+
 def data_dir(env=None) -> Path:
     """Where the embedded server keeps its data: GENISSS_DATA_DIR, or the user's data folder."""
     env = os.environ if env is None else env

@@ -63,9 +63,16 @@ class CheckReport:
         return Exit.FINDING if any(r.status in bad for r in self.results) else Exit.OK
 
 
+# The rows only Supabase Realtime needs; skipped for a database without it.
+REALTIME_ONLY = ("realtime visibility", "publication", "wal_level", "replication slot")
+
+
 @dataclass
 class Options:
     publication: str = schema.PUBLICATION
+    # None: the database uses Supabase Realtime; else what turned it off
+    # ("--no-realtime", "GENISSS_REALTIME=off"), for the skipped rows to say.
+    realtime_off: str | None = None
     live: bool = False
     live_timeout: float = 10.0
     queue_warn: float = QUEUE_WARN
@@ -139,6 +146,10 @@ RLS_HIDES = ("row level security hides its rows from this role (run genisss chec
 def rls_hides(conn, table: str) -> bool:
     """Does row level security filter what this role reads from table?"""
     return bool(one(conn, "SELECT row_security_active(to_regclass(%s))", [table])[0])
+
+
+def realtime_not_used(name: str, ctx: Context) -> CheckResult:
+    return CheckResult(name, "skipped", f"Realtime not used ({ctx.options.realtime_off})")
 
 
 def no_table(name: str) -> CheckResult:
