@@ -51,6 +51,21 @@ def newer_database(revision: str, head: str) -> GenisssError:
                         "upgrade genisss; nothing was changed")
 
 
+def lock_timeout(what: str, seconds: float, done: str = "nothing was changed") -> GenisssError:
+    """`what` (sync, the migration, bump) was not granted a lock within
+    --lock-timeout. conn.blockers.watch adds who held it (held_by)."""
+    err = GenisssError(Exit.TIMEOUT, f"{what} gave up waiting for a lock after {seconds:g} s",
+                       f"{done}; a long transaction or another migration holds it: retry later")
+    err.lock_wait, err.done = True, done
+    return err
+
+
+def held_by(err: GenisssError, holders: list[str], pids: list[int]) -> None:
+    err.message += f": held by {'; '.join(holders)}"
+    ends = "; ".join(f"SELECT pg_terminate_backend({int(pid)})" for pid in pids)
+    err.hint = f"{err.done}; end that transaction ({ends}) or retry later"
+
+
 def not_migrated(where: str) -> GenisssError:
     return GenisssError(Exit.NOT_MIGRATED,
                         f"migration 033 is not applied to {where}: public.global_stats does not exist",
