@@ -333,3 +333,20 @@ def test_a_newer_database_is_refused_by_every_command_and_left_alone(migrated_db
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and NEWER_TEXT in proc.stderr
     assert _shape(migrated_db) == before
+
+
+# -- shell completion of TARGET ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("words, expected", [
+    ("genisss migrate up ", ["head", *schema.REVISIONS]),
+    ("genisss migrate up 03", [schema.REALTIME, schema.WATCHED]),
+    ("genisss migrate down ", ["-1", "base", *schema.REVISIONS]),
+    ("genisss migrate down ba", ["base", schema.BASELINE]),
+])
+def test_shell_completion_offers_the_revisions(genisss, words, expected):
+    """Through the shell's protocol (bash), as `genisss --install-completion` sets it up."""
+    r = genisss(env={"_GENISSS_COMPLETE": "complete_bash", "COMP_WORDS": words,
+                     "COMP_CWORD": str(len(words.split(" ")) - 1)})
+    assert r.code == 0, r.output
+    assert r.out.split() == expected
