@@ -545,8 +545,8 @@ def sync(conn, *, dry_run: bool = False, if_drift: bool = False,
         if dry_run or row.drift == 0:
             return SyncResult(row.counter, row.actual, row.actual - row.counter,
                               dry_run=dry_run, skipped=not dry_run)
-    # An UndefinedFunction here becomes NOT_MIGRATED, a lock timeout TIMEOUT,
-    # in db.translate().
+    # An UndefinedFunction here becomes NOT_MIGRATED in db.translate(); a lock
+    # timeout is errors.lock_timeout, which conn.blockers.watch completes.
     from psycopg import errors
 
     from genisss_cli.conn import db
