@@ -88,3 +88,28 @@ def test_psql_not_installed_is_a_configuration_error(migrated_db, genisss, tmp_p
     assert r.err.strip().splitlines() == [
         "genisss: error: psql is not installed (not found on PATH) "
         "(install the PostgreSQL client, e.g. apt install postgresql-client)"]
+
+
+@needs_psql
+def test_ctrl_c_is_psqls_while_it_runs(migrated_db, popen_genisss):
+    """Ctrl-C at a terminal reaches the whole foreground group: psql cancels
+    its query (and, interactive, would carry on); genisss neither dies of it
+    nor kills psql."""
+    import signal
+    import time
+
+    proc = popen_genisss("db", "psql", "--", "-c", "select pg_sleep(30)", dsn=migrated_db.dsn,
+                         start_new_session=True)
+    deadline = time.monotonic() + 30
+    while not migrated_db.scalar("SELECT count(*) FROM pg_stat_activity WHERE query = "
+                                 "'select pg_sleep(30)' AND state = 'active'"):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+        time.sleep(0.05)
+    started = time.monotonic()
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=20)
+    assert time.monotonic() - started < 10
+    assert "canceling statement due to user request" in err, err
+    assert proc.returncode == 10, err  # psql's status 1, not genisss's 130
+    assert err.strip().splitlines()[-1] == (
+        "genisss: error: psql exited with status 1 (see psql's message above)")
