@@ -54,6 +54,11 @@ class Env:
         return config.query_timeout(self.environ)
 
     @cached_property
+    def realtime(self) -> bool:
+        """GENISSS_REALTIME: does the database use Supabase Realtime (default on)."""
+        return config.realtime(self.environ)
+
+    @cached_property
     def data_dir(self) -> Path | None:
         """GENISSS_DATA_DIR, or None for the user's data folder."""
         return config.data_dir(self.environ)

@@ -15,7 +15,7 @@ class Exit(IntEnum):
     USAGE = 2  # bad command line (Typer's own code)
     CONFIG = 3  # malformed DSN, unreadable .env, bad setting
     CONNECT = 4  # cannot reach or log in to the server, or the database is missing
-    NOT_MIGRATED = 5  # migration 033 is not applied
+    NOT_MIGRATED = 5  # migration 033 is not applied, or the database is newer than this genisss
     PERMISSION = 6  # the role lacks a privilege the command needs
     NEEDS_SESSION = 7  # LISTEN or a session lock through a transaction pooler
     TIMEOUT = 8  # a lock or statement timeout; nothing was changed
@@ -43,6 +43,27 @@ def missing_row() -> GenisssError:
     return GenisssError(Exit.NOT_MIGRATED, "global_stats has no 'singleton' row",
                         "recreate it: INSERT INTO public.global_stats (id) VALUES ('singleton'); "
                         "then genisss sync")
+
+
+def newer_database(revision: str, head: str) -> GenisssError:
+    return GenisssError(Exit.NOT_MIGRATED,
+                        f"the database is at {revision}, newer than this genisss (head {head})",
+                        "upgrade genisss; nothing was changed")
+
+
+def lock_timeout(what: str, seconds: float, done: str = "nothing was changed") -> GenisssError:
+    """`what` (sync, the migration, bump) was not granted a lock within
+    --lock-timeout. conn.blockers.watch adds who held it (held_by)."""
+    err = GenisssError(Exit.TIMEOUT, f"{what} gave up waiting for a lock after {seconds:g} s",
+                       f"{done}; a long transaction or another migration holds it: retry later")
+    err.lock_wait, err.done = True, done
+    return err
+
+
+def held_by(err: GenisssError, holders: list[str], pids: list[int]) -> None:
+    err.message += f": held by {'; '.join(holders)}"
+    ends = "; ".join(f"SELECT pg_terminate_backend({int(pid)})" for pid in pids)
+    err.hint = f"{err.done}; end that transaction ({ends}) or retry later"
 
 
 def not_migrated(where: str) -> GenisssError:

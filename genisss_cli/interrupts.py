@@ -77,3 +77,22 @@ class Interrupts:
         while self._previous:
             sig, previous = self._previous.popitem()
             signal.signal(sig, signal.SIG_DFL if previous is None else previous)  # None: not set from Python
+
+
+class ChildOwnsCtrlC:
+    """While a program genisss runs in the foreground (psql) is on the
+    terminal, Ctrl-C is that program's: psql cancels its query and carries on.
+    genisss ignores SIGINT meanwhile, so that the same keypress does not also
+    end genisss and, with it, the session. Enter it after the child started:
+    an ignored signal would stay ignored in the child."""
+
+    def __enter__(self) -> ChildOwnsCtrlC:
+        try:
+            self._previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        except ValueError:  # not the main thread
+            self._previous = None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)

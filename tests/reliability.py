@@ -43,6 +43,7 @@ COMMAND_ARGS: dict[str, list[list[str]]] = {
     "migrate history": [[], ["--json"]],
     "migrate sql": [[], ["down"]],
     "db url": [[], ["--json"]],
+    "db psql": [["--", "-c", "select 1"]],
     "db start": [[]],
     "db stop": [[]],
     "db status": [["--json"]],

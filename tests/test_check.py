@@ -640,3 +640,34 @@ def test_a_write_path_check_sees_is_real_and_its_fix_closes_it(supabase_migrated
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         as_anon("UPDATE public.gs_view SET total_stories = 0")
     assert check(genisss, db)[1]["write paths"]["status"] == "pass"
+
+
+# -- a PostgreSQL without Supabase Realtime ------------------------------------------------
+
+
+def test_no_realtime_skips_what_only_realtime_needs(migrated_db, genisss):
+    """A plain PostgreSQL whose counter is read by `watch`, not by Realtime:
+    no publication (and, on the system server, wal_level = replica)."""
+    db = migrated_db
+    db.execute("DROP PUBLICATION IF EXISTS supabase_realtime")
+    code, rows = check(genisss, db)
+    assert code == 1 and "publication" in failing(rows)
+    for args, env, why in ((["--no-realtime"], None, "--no-realtime"),
+                           ([], {"GENISSS_REALTIME": "off"}, "GENISSS_REALTIME=off"),
+                           (["--no-realtime", "--live"], {"GENISSS_REALTIME": "on"}, "--no-realtime")):
+        code, rows = check(genisss, db, *args, env=env)
+        for name in model.REALTIME_ONLY:
+            assert rows[name] == {"name": name, "status": "skipped", "fix": None,
+                                  "detail": f"Realtime not used ({why})"}, rows[name]
+        assert failing(rows) == set() and code == 0, rows
+        assert rows["trigger"]["status"] == "pass" and rows["migration"]["status"] == "pass"
+        if "--live" in args:
+            assert rows["live: publication"]["detail"] == f"Realtime not used ({why})"
+            assert rows["live: LISTEN"]["status"] == "pass"
+    # --realtime overrides the setting; a bad setting is a configuration error
+    code, rows = check(genisss, db, "--realtime", env={"GENISSS_REALTIME": "off"})
+    assert code == 1 and rows["publication"]["status"] == "fail"
+    r = genisss("check", dsn=db.dsn, env={"GENISSS_REALTIME": "sometimes"})
+    assert r.code == 3 and r.err.strip() == "genisss: error: GENISSS_REALTIME must be on or off"
+    r = genisss("check", "--no-realtime", dsn=db.dsn)
+    assert r.code == 0 and "Realtime not used (--no-realtime)" in r.out

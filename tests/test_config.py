@@ -1,6 +1,9 @@
 """Where the DSN comes from, and how it is shown (no database needed)."""
 
+import json
+
 import pytest
+from reliability import run_cli
 
 from genisss_cli.conn import config
 from genisss_cli.errors import Exit, GenisssError
@@ -28,9 +31,52 @@ def test_dotenv_forms(tmp_path):
         "DATABASE_URL": "postgresql://u:p w@h/db", "OTHER": "x"}
 
 
-def test_empty_dotenv_and_empty_values_fall_through(tmp_path):
+def test_an_empty_dotenv_falls_through(tmp_path):
     (tmp_path / ".env").write_text("")
-    assert config.resolve(None, {"DATABASE_URL": "  "}, tmp_path).embedded
+    assert config.resolve(None, {}, tmp_path).embedded
+
+
+@pytest.mark.parametrize("blank", ["", "  ", "\t"])
+def test_a_source_set_to_nothing_is_a_usage_error(tmp_path, blank):
+    env = {"GENISSS_DATABASE_URL": blank, "DATABASE_URL": "postgresql://plain@h/db"}
+    with pytest.raises(GenisssError) as err:
+        config.resolve(None, env, tmp_path)  # not DATABASE_URL: that would be another server
+    assert err.value.code == Exit.USAGE
+    assert err.value.message == "the database URL from GENISSS_DATABASE_URL is empty"
+    assert err.value.hint == "set it, or unset it to use the next source"
+
+
+# Through the command line: exit 2, one line naming the source, and nothing
+# started (the embedded server's data folder is never made).
+EMPTY_CASES = [
+    (["-d", "", "status"], {}, "--database-url"),
+    (["status", "-d", " "], {}, "--database-url"),
+    (["status"], {"GENISSS_DATABASE_URL": ""}, "GENISSS_DATABASE_URL"),
+    (["status"], {"DATABASE_URL": "", "GENISSS_DATABASE_URL": "   "}, "GENISSS_DATABASE_URL"),
+    (["migrate", "up"], {"DATABASE_URL": ""}, "DATABASE_URL"),
+    (["db", "url"], {"DATABASE_URL": " "}, "DATABASE_URL"),
+]
+
+
+@pytest.mark.parametrize("argv, environ, source", EMPTY_CASES)
+def test_an_empty_url_on_the_command_line_names_its_source(tmp_path, argv, environ, source):
+    run = run_cli(argv, env=environ, cwd=tmp_path)
+    assert run.code == 2, run
+    assert run.err.strip().splitlines() == [f"genisss: error: the database URL from {source} is empty ("
+                                            + ("give a URL, or leave the option out)"
+                                               if source == "--database-url"
+                                               else "set it, or unset it to use the next source)")]
+    assert run.out == "" and not (tmp_path / "genisss-data").exists()
+
+
+def test_an_empty_url_json_and_in_dotenv(tmp_path):
+    (tmp_path / ".env").write_text("OTHER=1\nDATABASE_URL=\n")
+    run = run_cli(["db", "url", "--json"], cwd=tmp_path)
+    assert run.code == 2, run
+    assert json.loads(run.err) == {"error": "the database URL from .env DATABASE_URL is empty",
+                                   "exit": 2,
+                                   "hint": "set it, or remove the line to use the next source"}
+    assert not (tmp_path / "genisss-data").exists()
 
 
 def test_dotenv_with_junk_is_a_config_error(tmp_path):

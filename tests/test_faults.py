@@ -97,6 +97,9 @@ def test_a_server_that_never_answers(popen_genisss):
     for name, (code, out, err) in results.items():
         if name in ("migrate sql", "db url"):  # they need no server
             assert code == 0 and SECRET not in out + err, (name, err)
+        elif name == "db psql":  # psql words its own timeout, then genisss's line
+            assert code == 4 and SECRET not in out + err, (name, code, err)
+            assert err.strip().splitlines()[-1].startswith("genisss: error: psql could not connect")
         elif name.startswith("db "):  # embedded-only commands refuse a --database-url
             assert code == 2, (name, err)
         else:

@@ -297,3 +297,72 @@ def test_plain_alembic_from_the_repository(fresh_db):
                        check=True, capture_output=True, timeout=120)
     assert fresh_db.scalar("SELECT version_num FROM alembic_version") == "baseline"
     assert fresh_db.scalar("SELECT to_regclass('public.user_stories')::text") == "user_stories"
+
+
+# -- a database migrated by a newer genisss ------------------------------------------------
+
+NEWER = "099_future"
+NEWER_TEXT = f"the database is at {NEWER}, newer than this genisss (head {schema.HEAD})"
+NEWER_COMMANDS = [
+    ("migrate", "status"), ("migrate", "history"), ("migrate", "up"), ("migrate", "up", "--dry-run"),
+    ("migrate", "up", schema.REALTIME), ("migrate", "down", "--yes"), ("migrate", "down", "base", "--yes"),
+    ("migrate", "down", "--dry-run"), ("drift",), ("sync",), ("sync", "--if-drift"),
+    ("watch", "--timeout", "1"),
+]
+
+
+def _shape(db) -> tuple:
+    return (db.scalar("SELECT version_num FROM alembic_version"),
+            db.scalar("SELECT total_stories FROM global_stats"),
+            db.scalar("SELECT count(*) FROM pg_trigger WHERE tgname = 'global_stats_notify' "
+                      "AND tgqual IS NOT NULL"),
+            db.scalar("SELECT count(*) FROM pg_proc WHERE proname LIKE '%_counter'"))
+
+
+def test_known_revisions_are_alembics():
+    assert list(schema.REVISIONS) == migrate.ordered_revisions()
+
+
+def test_a_newer_database_is_refused_by_every_command_and_left_alone(migrated_db, genisss):
+    migrated_db.execute("INSERT INTO user_stories (title) VALUES ('a'), ('b')")  # sync would change it
+    migrated_db.execute(f"UPDATE alembic_version SET version_num = '{NEWER}'")
+    before = _shape(migrated_db)
+    for args in NEWER_COMMANDS:
+        r = genisss(*args, dsn=migrated_db.dsn)
+        assert r.code == 5, (args, r.output)
+        assert r.err.strip().splitlines() == [
+            f"genisss: error: {NEWER_TEXT} (upgrade genisss; nothing was changed)"], (args, r.output)
+        assert _shape(migrated_db) == before, args
+    for args in (("migrate", "status"), ("migrate", "up"), ("drift",), ("sync",)):
+        r = genisss(*args, "--json", dsn=migrated_db.dsn)
+        assert r.code == 5 and r.out == "", (args, r.output)
+        assert json.loads(r.err) == {"error": NEWER_TEXT, "exit": 5,
+                                     "hint": "upgrade genisss; nothing was changed"}
+    assert _shape(migrated_db) == before
+    # check still runs every row; the migration row warns, as before.
+    r = genisss("check", "--json", dsn=migrated_db.dsn)
+    rows = {row["name"]: row for row in json.loads(r.out)["checks"]}
+    assert rows["migration"]["status"] == "warn" and NEWER in rows["migration"]["detail"]
+    # and the plain `alembic` of the repository refuses it too
+    alembic = Path(sys.executable).parent / "alembic"
+    proc = subprocess.run([str(alembic), "-x", f"database_url={migrated_db.dsn}", "upgrade", "head"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and NEWER_TEXT in proc.stderr
+    assert _shape(migrated_db) == before
+
+
+# -- shell completion of TARGET ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("words, expected", [
+    ("genisss migrate up ", ["head", *schema.REVISIONS]),
+    ("genisss migrate up 03", [schema.REALTIME, schema.WATCHED]),
+    ("genisss migrate down ", ["-1", "base", *schema.REVISIONS]),
+    ("genisss migrate down ba", ["base", schema.BASELINE]),
+])
+def test_shell_completion_offers_the_revisions(genisss, words, expected):
+    """Through the shell's protocol (bash), as `genisss --install-completion` sets it up."""
+    r = genisss(env={"_GENISSS_COMPLETE": "complete_bash", "COMP_WORDS": words,
+                     "COMP_CWORD": str(len(words.split(" ")) - 1)})
+    assert r.code == 0, r.output
+    assert r.out.split() == expected

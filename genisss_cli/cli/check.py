@@ -16,6 +16,11 @@ def check_command(
                        "its arrival through LISTEN and through the publication (a temporary "
                        "replication slot, always dropped).")] = False,
     publication: PublicationOpt = PUBLICATION,
+    realtime: Annotated[bool | None, typer.Option(
+        "--realtime/--no-realtime",
+        help="Whether the database uses Supabase Realtime; --no-realtime skips the publication, "
+             "wal_level, replication slot and realtime visibility rows [env: GENISSS_REALTIME; on].",
+        show_default=False)] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Warnings fail too (exit 1).")] = False,
     live_timeout: Annotated[float, typer.Option(
         "--live-timeout", min=0.5, max=300, metavar="S", callback=seconds,
@@ -27,7 +32,8 @@ def check_command(
     wal_level, NOTIFY trigger, drift, NOTIFY queue, Realtime's replication slot.
 
     Each failure comes with the SQL or command that fixes it. Exit 0 when
-    nothing fails, 1 when a check fails (--strict: or warns).
+    nothing fails, 1 when a check fails (--strict: or warns). On a PostgreSQL
+    without Supabase Realtime, --no-realtime skips the rows only Realtime needs.
 
     Example: genisss check --live
     """
@@ -35,7 +41,12 @@ def check_command(
     from genisss_cli.conn import db
     from genisss_cli.core import checks
 
-    options = checks.Options(publication=publication, live=live, live_timeout=live_timeout)
+    if realtime is None:
+        off = None if env.realtime else "GENISSS_REALTIME=off"
+    else:
+        off = None if realtime else "--no-realtime"
+    options = checks.Options(publication=publication, realtime_off=off, live=live,
+                             live_timeout=live_timeout)
     report = checks.run(db.resolve(env), options)
     render.show(report, env)
     return report.exit_code(strict)

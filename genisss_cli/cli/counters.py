@@ -43,24 +43,29 @@ def counter_bump(
     count: Annotated[int, typer.Option(
         "--count", "-n", min=1, max=MAX_BUMPS,
         help="How many increments, each its own transaction.")] = 1,
+    lock_timeout: LockTimeoutOpt = DEFAULT_LOCK_TIMEOUT,
     *, env,
 ) -> int:
     """Increment a counter exactly as the worker does, and print the new value:
     the runbook's "generate a story, watch the counter move" without a story.
 
     A large --count shows a progress bar on a terminal. Ctrl-C stops after the
-    increment in flight and says how many were made (exit 130).
+    increment in flight and says how many were made (exit 130). An increment
+    that waits longer than --lock-timeout for the counter's row (a transaction
+    holds it) stops bump with exit 8, naming that transaction's backend.
 
     Example: genisss bump story --count 100
     """
     from genisss_cli import render
-    from genisss_cli.conn import db
+    from genisss_cli.conn import blockers, db
     from genisss_cli.core import counters
 
     if kind not in INCREMENTS:
         raise typer.BadParameter("must be story or audio", param_hint="story|audio")
-    with db.connect(db.resolve(env)) as conn, render.bump_progress(env, count, kind) as progress:
-        result = counters.bump(conn, kind, count, progress=progress)
+    database = db.resolve(env)
+    with db.connect(database) as conn, blockers.watch(database, conn, lock_timeout), \
+            render.bump_progress(env, count, kind) as progress:
+        result = counters.bump(conn, kind, count, progress=progress, lock_timeout=lock_timeout)
     render.show(result, env)
     return Exit.INTERRUPTED if result.interrupted else Exit.OK
 
@@ -89,7 +94,7 @@ def counter_drift(
     """
     from genisss_cli import render
     from genisss_cli.conn import db
-    from genisss_cli.core import counters
+    from genisss_cli.core import counters, schema
 
     sources = [counters.STORIES]
     if audio_table is not None:
@@ -97,6 +102,7 @@ def counter_drift(
         sources.append(counters.audio_source(audio_table))
     spin = "counting rows..." if not estimate else None
     with db.connect(db.resolve(env)) as conn, render.spinner_after(env, spin):
+        schema.known_revision(conn)
         report = counters.drift(conn, sources, estimate=estimate, tolerance=tolerance)
     render.show(report, env)
     return Exit.OK if report.ok else Exit.FINDING
@@ -115,14 +121,19 @@ def counter_sync(
     and show its (old_count, new_count, difference).
 
     Safe while workers increment: no increment is lost. Touches only the counter.
+    Waiting longer than --lock-timeout for the counter's row is exit 8, naming
+    the backend that holds it; nothing is changed.
 
     Example: genisss sync --if-drift
     """
     from genisss_cli import render
-    from genisss_cli.conn import db
-    from genisss_cli.core import counters
+    from genisss_cli.conn import blockers, db
+    from genisss_cli.core import counters, schema
 
-    with db.connect(db.resolve(env)) as conn, render.spinner_after(env, "counting rows..."):
+    database = db.resolve(env)
+    with db.connect(database) as conn, blockers.watch(database, conn, lock_timeout), \
+            render.spinner_after(env, "counting rows..."):
+        schema.known_revision(conn)
         result = counters.sync(conn, dry_run=dry_run, if_drift=if_drift, lock_timeout=lock_timeout)
     render.show(result, env)
     return Exit.OK

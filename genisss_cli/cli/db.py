@@ -1,4 +1,8 @@
-"""genisss db url|start|stop|status: the database in use, the embedded server."""
+"""genisss db url|psql|start|stop|status: the database in use, the embedded server."""
+
+from typing import Annotated
+
+import typer
 
 from genisss_cli.cli.app import db_app
 from genisss_cli.cli.options import command
@@ -6,17 +10,54 @@ from genisss_cli.errors import Exit, GenisssError
 
 
 @command(db_app, "url")
-def db_url(*, env) -> int:
-    """Print the database URL in use (password masked) and where it came from.
+def db_url(
+    reveal: Annotated[bool, typer.Option(
+        "--reveal", help="Print the password too (the only output that does).")] = False,
+    *, env,
+) -> int:
+    """Print the database URL in use (password masked) and where it came from
+    (--json). --reveal prints it whole, password included.
 
     The embedded server is started if needed, so the URL works.
 
-    Example: psql "$(genisss db url)"
+    Example: genisss db url --json
     """
     from genisss_cli import render
     from genisss_cli.conn import db
+    from genisss_cli.core import info
 
-    render.show(db.resolve(env), env)
+    database = db.resolve(env)
+    render.show(info.Revealed(database) if reveal else database, env)
+    return Exit.OK
+
+
+@command(db_app, "psql")
+def db_psql(
+    args: Annotated[list[str] | None, typer.Argument(
+        metavar="[-- PSQL_ARGS...]", help="Passed to psql as they are, after --.")] = None,
+    *, env,
+) -> int:
+    """Run psql on the database in use. The password reaches psql through
+    PGPASSWORD, never its command line; the rest of the URL is passed as -d.
+
+    Exit 0 when psql succeeds; 4 when it cannot connect (psql's status 2),
+    10 for another failure; 3 when psql is not installed.
+
+    Example: genisss db psql -- -c 'select * from global_stats'
+    """
+    from genisss_cli import render
+    from genisss_cli.conn import db
+    from genisss_cli.core import psql
+
+    if env.json:
+        raise GenisssError(Exit.USAGE, "db psql has no JSON output", "drop --json")
+    database = db.resolve(env)
+    cmd = psql.command(database, list(args or []), env.environ)
+    session = psql.run(database, cmd, env.stdin, env.stdout, env.stderr)
+    render.show(session, env)
+    failed = psql.outcome(session)
+    if failed is not None:
+        raise failed
     return Exit.OK
 
 

@@ -6,12 +6,24 @@ import typer
 
 from genisss_cli.cli.app import migrate_app
 from genisss_cli.cli.options import DEFAULT_LOCK_TIMEOUT, LockTimeoutOpt, command
+from genisss_cli.core.schema import REVISIONS
 from genisss_cli.errors import Exit, GenisssError
+
+# Shell completion of TARGET: the revisions this genisss knows (schema.py's
+# list, kept equal to Alembic's by a test: completion imports no Alembic).
+
+def complete_up_target(incomplete: str) -> list[str]:
+    return [t for t in ("head", *REVISIONS) if t.startswith(incomplete)]
+
+
+def complete_down_target(incomplete: str) -> list[str]:
+    return [t for t in ("-1", "base", *REVISIONS) if t.startswith(incomplete)]
 
 
 @command(migrate_app, "up")
 def migrate_up(
-    target: Annotated[str, typer.Argument(help="Revision to upgrade to.")] = "head",
+    target: Annotated[str, typer.Argument(help="Revision to upgrade to.",
+                                          autocompletion=complete_up_target)] = "head",
     lock_timeout: LockTimeoutOpt = DEFAULT_LOCK_TIMEOUT,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the SQL it would run; change nothing.")
@@ -40,7 +52,8 @@ def migrate_up(
 @command(migrate_app, "down")
 def migrate_down(
     target: Annotated[
-        str, typer.Argument(help="Revision to go down to: -1 (one step), a revision, or base.")
+        str, typer.Argument(help="Revision to go down to: -1 (one step), a revision, or base.",
+                            autocompletion=complete_down_target)
     ] = "-1",
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask; for scripts.")] = False,
     dry_run: Annotated[

@@ -56,19 +56,31 @@ class Target:
 
 
 def resolve(option: str | None, env=None, cwd: Path | None = None) -> Target:
+    """The first source that is set. A source set to nothing (`-d ""`,
+    `DATABASE_URL=`) is an error, not a pass to the next one: falling through
+    would quietly send the command to another server, or the embedded one."""
     env = os.environ if env is None else env
     if option is not None:
-        return Target(normalize(option, "--database-url"), "--database-url")
+        return Target(_given(option, "--database-url", "give a URL, or leave the option out"),
+                      "--database-url")
     for key in ENV_KEYS:
-        if env.get(key, "").strip():
-            return Target(normalize(env[key], key), key)
+        if key in env:
+            return Target(_given(env[key], key, "set it, or unset it to use the next source"), key)
     dotenv = (cwd or Path.cwd()) / ".env"
     if dotenv.is_file():
         values = read_dotenv(dotenv)
         for key in ENV_KEYS:
-            if values.get(key, "").strip():
-                return Target(normalize(values[key], f".env {key}"), f".env {key}")
+            if key in values:
+                source = f".env {key}"
+                return Target(_given(values[key], source,
+                                     "set it, or remove the line to use the next source"), source)
     return Target(None, "embedded")
+
+
+def _given(value: str, source: str, hint: str) -> str:
+    if not value.strip():
+        raise GenisssError(Exit.USAGE, f"the database URL from {source} is empty", hint)
+    return normalize(value, source)
 
 
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*$")
@@ -170,6 +182,22 @@ def _seconds_setting(key: str, default: float, most: float, env=None) -> float:
     if not 0 < value <= most:  # also rejects nan
         raise GenisssError(Exit.CONFIG, f"{key} must be seconds between 0 and {most:g}")
     return value
+
+
+_SWITCH = {"on": True, "true": True, "yes": True, "1": True,
+           "off": False, "false": False, "no": False, "0": False}
+
+
+def realtime(env=None) -> bool:
+    """GENISSS_REALTIME: off when the database does not use Supabase Realtime
+    (check then skips what only Realtime needs); on by default."""
+    env = os.environ if env is None else env
+    raw = env.get("GENISSS_REALTIME", "").strip().lower()
+    if not raw:
+        return True
+    if raw not in _SWITCH:
+        raise GenisssError(Exit.CONFIG, "GENISSS_REALTIME must be on or off")
+    return _SWITCH[raw]
 
 
 def data_dir(env=None) -> Path:

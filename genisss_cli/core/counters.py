@@ -18,6 +18,7 @@ from datetime import datetime
 from genisss_cli.conn.config import Dsn
 from genisss_cli.core import schema
 from genisss_cli.errors import Exit, GenisssError, missing_row, not_migrated
+from genisss_cli.errors import lock_timeout as lock_timed_out
 from genisss_cli.interrupts import Interrupts
 
 MAX_BUMPS = 1_000_000  # a sane upper bound for `bump --count`
@@ -191,6 +192,20 @@ def _prepared(conn, query: str) -> _Prepared | None:
     return _Prepared(conn, query)
 
 
+def _bump_lock_timeout(conn, seconds: float) -> float | None:
+    """lock_timeout for bump's session where the session is bump's own;
+    behind a pooler a session setting would stay with a server session
+    other clients get next, so there the seconds are returned, for each
+    bump's transaction to set locally (and prepared statements are off)."""
+    from genisss_cli.conn import db
+
+    if conn.prepare_threshold is not None and db.pooled_pid(conn) is None:
+        conn.execute("SELECT pg_catalog.set_config('lock_timeout', %s, false)", [f"{int(seconds * 1000)}ms"])
+        return None
+    conn.prepare_threshold = None
+    return seconds
+
+
 _statements = itertools.count(1)
 
 
@@ -305,19 +320,36 @@ class _Prepared:
 
 
 def bump(conn, kind: str, count: int = 1, *, progress: Callable[[int], None] | None = None,
-         interval: float = 0.1) -> BumpResult:
+         interval: float = 0.1, lock_timeout: float | None = None) -> BumpResult:
     """Call the worker's increment function `count` times, each call its own
     transaction on the one (autocommit) connection. progress(done) is called at
     most every `interval` seconds. Ctrl-C stops after the bump in flight; a
-    second one cuts that one short (interrupts.py)."""
+    second one cuts that one short (interrupts.py). lock_timeout: how long
+    one increment may wait for the counter's row lock (a transaction holding
+    it) before bump stops, exit 8, saying how many were made."""
     if kind not in BUMP_SQL:
         raise GenisssError(Exit.USAGE, f"cannot bump {kind!r}", "choose story or audio")
     if not 1 <= count <= MAX_BUMPS:
         raise GenisssError(Exit.USAGE, f"--count must be between 1 and {MAX_BUMPS}")
     if not conn.autocommit:
         raise ValueError("bump needs an autocommit connection: each bump is its own transaction")
+    from psycopg import errors
+
     query = BUMP_SQL[kind]
     cur = conn.cursor()
+    local_timeout = _bump_lock_timeout(conn, lock_timeout) if lock_timeout is not None else None
+
+    def one() -> int | None:
+        if local_timeout is None:
+            cur.execute(query)
+        else:  # behind a pooler: each bump sets its own, in its transaction
+            from genisss_cli.conn import db
+
+            with conn.transaction():
+                db.set_lock_timeout(conn, local_timeout)
+                cur.execute(query)
+        return cur.fetchone()[0]
+
     clock = time.monotonic
     done = 0
     value = None
@@ -326,8 +358,7 @@ def bump(conn, kind: str, count: int = 1, *, progress: Callable[[int], None] | N
     next_report = started + interval
     with Interrupts(deferring=True, second_raises=True) as stop:
         try:
-            cur.execute(query)  # the first one alone: it tells a missing row
-            value = cur.fetchone()[0]
+            value = one()  # the first one alone: it tells a missing row
             if value is None:
                 raise missing_row()
             done = 1
@@ -336,8 +367,7 @@ def bump(conn, kind: str, count: int = 1, *, progress: Callable[[int], None] | N
             call = _prepared(conn, query) if count > 1 else None
             while done < count and not stop.requested:
                 if call is None:
-                    cur.execute(query)
-                    value = cur.fetchone()[0]
+                    value = one()
                 else:
                     value = call()
                 done += 1
@@ -351,6 +381,10 @@ def bump(conn, kind: str, count: int = 1, *, progress: Callable[[int], None] | N
         except KeyboardInterrupt:  # the second Ctrl-C, while a bump was on the wire
             unknown = True
             stop.requested = True
+        except errors.LockNotAvailable:
+            made = ("nothing was changed" if not done else
+                    f"{done} of {count} increments were made before it (the counter is at {value})")
+            raise lock_timed_out("bump", lock_timeout, made) from None
     seconds = clock() - started
     if progress is not None:
         progress(done)
@@ -514,13 +548,18 @@ def sync(conn, *, dry_run: bool = False, if_drift: bool = False,
         if dry_run or row.drift == 0:
             return SyncResult(row.counter, row.actual, row.actual - row.counter,
                               dry_run=dry_run, skipped=not dry_run)
-    # An UndefinedFunction here becomes NOT_MIGRATED, a lock timeout TIMEOUT,
-    # in db.translate().
+    # An UndefinedFunction here becomes NOT_MIGRATED in db.translate(); a lock
+    # timeout is errors.lock_timeout, which conn.blockers.watch completes.
+    from psycopg import errors
+
     from genisss_cli.conn import db
 
-    with conn.transaction():
-        db.set_lock_timeout(conn, lock_timeout)
-        old, new, diff = conn.execute(SYNC_SQL).fetchone()
+    try:
+        with conn.transaction():
+            db.set_lock_timeout(conn, lock_timeout)
+            old, new, diff = conn.execute(SYNC_SQL).fetchone()
+    except errors.LockNotAvailable:
+        raise lock_timed_out("sync", lock_timeout) from None
     if old is None:
         raise missing_row()
     return SyncResult(old, new, diff, synced=True)

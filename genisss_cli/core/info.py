@@ -11,6 +11,13 @@ class Version:
 
 
 @dataclass(frozen=True)
+class Revealed:
+    """`db url --reveal`: the URL in use, password and all, because the operator asked."""
+
+    database: object  # conn.db.Database
+
+
+@dataclass(frozen=True)
 class Stopped:
     """`genisss db stop`: whether it was running, and is now."""
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from genisss_cli.conn import db as dbmod
 from genisss_cli.core import schema
 from genisss_cli.errors import Exit, GenisssError
+from genisss_cli.errors import lock_timeout as lock_timed_out
 
 # A transaction-level lock (schema.MIGRATE_LOCK), so it also works through a
 # transaction pooler and is released on any failure.
@@ -61,6 +62,8 @@ def _migrate(context, connection, lock_timeout: float, steps: list | None) -> No
                       on_version_apply=record)
     with context.begin_transaction():
         _guard(context, lock_timeout)
+        # Under the lock, before Alembic looks the revision up in its scripts.
+        schema.known_revision(connection.connection.driver_connection)
         context.run_migrations()
 
 
@@ -160,14 +163,17 @@ def _run(database: dbmod.Database, verb: str, target: str, lock_timeout: float) 
 
     cfg = alembic_config()
     steps: list = []
-    with engine(database) as (eng, notices), eng.connect() as conn:
+    from genisss_cli.conn import blockers
+
+    with engine(database) as (eng, notices), eng.connect() as conn, \
+            blockers.watch(database, conn.connection.driver_connection, lock_timeout):
         cfg.attributes.update(connection=conn, lock_timeout=lock_timeout, steps=steps)
         try:
             getattr(command, verb)(cfg, target)
         except (CommandError, AssertionError) as exc:  # Alembic asserts on "", "@", "head+1"
             raise _unknown(target, exc) from None
         except Exception as exc:
-            raise _migration_error(exc) from None
+            raise _migration_error(exc, lock_timeout) from None
         after = _current(conn)
     before = (steps[0][0] or (None,))[0] if steps else after
     return result(database.where, before, after, [s[2] for s in steps], list(notices))
@@ -199,16 +205,18 @@ def _current(conn) -> str | None:
         raw.rollback()
 
 
-def _migration_error(exc: Exception) -> GenisssError:
+def _migration_error(exc: Exception, lock_timeout: float) -> GenisssError:
+    from psycopg import errors
     from sqlalchemy.exc import DBAPIError
 
     original = exc.orig if isinstance(exc, DBAPIError) else exc
+    if isinstance(original, errors.LockNotAvailable):
+        return lock_timed_out("the migration", lock_timeout)
     err = dbmod.translate(original)
     if err is None:
         raise exc
     if err.code == Exit.TIMEOUT:
-        err.message = f"the migration gave up waiting for a lock: {err.message.split(': ', 1)[-1]}"
-        err.hint = "another migration or a long transaction holds it; nothing was changed, retry"
+        err.hint = "nothing was changed; retry"
     elif err.code == Exit.NOT_MIGRATED:
         err.code, err.hint = Exit.DATABASE, "nothing was changed"
     return err
@@ -306,7 +314,7 @@ class Status:
 
 def status(database) -> Status:
     with dbmod.connect(database) as conn:
-        current = schema.current_revision(conn)
+        current = schema.known_revision(conn)
         exists = conn.execute("SELECT to_regclass('public.global_stats') IS NOT NULL").fetchone()[0]
     order = ordered_revisions()
     pending = order[order.index(current) + 1 :] if current in order else order
@@ -330,7 +338,7 @@ def plan_downgrade(database, target: str = "-1") -> DowngradePlan:
 
     script = ScriptDirectory.from_config(alembic_config())
     with dbmod.connect(database) as conn:
-        current = schema.current_revision(conn)
+        current = schema.known_revision(conn)
         try:
             if target == "base":
                 dest = None

@@ -2,7 +2,8 @@
 
 The migrations in alembic/versions are plain SQL that spell these names out
 (reviewed SQL, not templates); tests/test_migrate.py keeps the two in step.
-Knowing the head here spares status and check Alembic's import time.
+Knowing the head and the revisions here spares status, check, drift, sync
+and watch Alembic's import time.
 """
 
 SCHEMA = "public"
@@ -63,3 +64,16 @@ def current_revision(conn) -> str | None:
         return None
     row = conn.execute(f"SELECT version_num FROM {VERSION_TABLE} LIMIT 1").fetchone()
     return row[0] if row else None
+
+
+def known_revision(conn) -> str | None:
+    """current_revision, refusing one this genisss does not know: a newer
+    genisss migrated the database, and what this one would do there (apply,
+    revert, sync, watch a trigger it did not write) is a guess. Every command
+    that changes or relies on the schema's shape reads the revision here."""
+    from genisss_cli.errors import newer_database
+
+    current = current_revision(conn)
+    if current is not None and current not in REVISIONS:
+        raise newer_database(current, HEAD)
+    return current

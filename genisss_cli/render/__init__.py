@@ -29,6 +29,7 @@ _VIEWS_OF = {
     "genisss_cli.conn.db": "genisss_cli.render.db",
     "genisss_cli.conn.embedded": "genisss_cli.render.db",
     "genisss_cli.core.info": "genisss_cli.render.db",
+    "genisss_cli.core.psql": "genisss_cli.render.db",
 }
 
 

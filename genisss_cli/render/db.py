@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from genisss_cli.conn import db, embedded
-from genisss_cli.core import info
-from genisss_cli.render.out import emit_json, key_values, print_line, write
-from genisss_cli.render.redact import show_url
+from genisss_cli.core import info, psql
+from genisss_cli.render.out import emit_json, key_values, print_line, to_json, write
+from genisss_cli.render.redact import mask_text, reveal_url, show_url
 from genisss_cli.render.registry import json_view, text_view
 
 
@@ -18,6 +18,31 @@ def database_json(env, database) -> None:
 @text_view(db.Database)
 def database_text(env, database) -> None:
     write(env, show_url(database.dsn) + "\n")
+
+
+# --reveal: written as is, past mask_text, which every other output passes.
+
+@json_view(info.Revealed)
+def revealed_json(env, revealed) -> None:
+    database = revealed.database
+    write(env, to_json({"url": reveal_url(database.dsn), "source": database.source,
+                        "embedded": database.embedded,
+                        "transaction_pooler": database.transaction_pooler}) + "\n")
+
+
+@text_view(info.Revealed)
+def revealed_text(env, revealed) -> None:
+    write(env, reveal_url(revealed.database.dsn) + "\n")
+
+
+@text_view(psql.PsqlSession)
+def psql_text(env, session) -> None:
+    """What psql wrote, where genisss's streams are not files; else psql wrote it itself."""
+    if session.out:
+        write(env, mask_text(session.out))
+    if session.err:
+        env.stderr.write(mask_text(session.err))
+        env.stderr.flush()
 
 
 @text_view(embedded.EmbeddedStatus)

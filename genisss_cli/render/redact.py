@@ -1,4 +1,5 @@
-"""The one place a connection string becomes text: its password masked.
+"""The one place a connection string becomes text: its password masked
+(reveal_url, for `db url --reveal` alone, keeps it).
 
 show_url masks the password field of a URL (userinfo or a `password=` query
 parameter) or of a key=value DSN, and changes no other character. mask_text
@@ -27,6 +28,12 @@ def show_url(dsn: str) -> str:
     if "://" in dsn:
         return _URL.sub(_mask_url, dsn)
     return _WORD_PASSWORD.sub(_mask_word, dsn)
+
+
+def reveal_url(dsn: str) -> str:
+    """dsn as given, password included: only for `genisss db url --reveal`,
+    the one output where the operator asks for it."""
+    return dsn
 
 
 def mask_text(text: str) -> str:

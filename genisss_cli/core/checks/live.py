@@ -95,9 +95,13 @@ def _preconditions(ctx: Context) -> dict:
                    EXISTS (SELECT 1 FROM pg_publication WHERE pubname = %(pub)s)""",
                                                                   {"t": ctx.table_oid,
                                                                    "pub": ctx.options.publication}).fetchone()
+    if ctx.options.realtime_off:  # the LISTEN path is watch's; the publication path is Realtime's
+        out["slot_skip"] = f"Realtime not used ({ctx.options.realtime_off})"
     if not may_update:
         out["blocked"] = ("warn", f"role {user} may not UPDATE global_stats, so it cannot make the test "
                           "change; run --live as the table's owner")
+    elif out["slot_skip"]:
+        pass
     elif wal_level != "logical":
         out["slot_skip"] = f"wal_level is {wal_level}, not logical: no logical decoding (see wal_level)"
     elif not can_slot:

@@ -64,9 +64,16 @@ class CheckReport:
         return Exit.FINDING if any(r.status in bad for r in self.results) else Exit.OK
 
 
+# The rows only Supabase Realtime needs; skipped for a database without it.
+REALTIME_ONLY = ("realtime visibility", "publication", "wal_level", "broadcast", "replication slot")
+
+
 @dataclass
 class Options:
     publication: str = schema.PUBLICATION
+    # None: the database uses Supabase Realtime; else what turned it off
+    # ("--no-realtime", "GENISSS_REALTIME=off"), for the skipped rows to say.
+    realtime_off: str | None = None
     live: bool = False
     live_timeout: float = 10.0
     queue_warn: float = QUEUE_WARN
@@ -145,6 +152,10 @@ def rls_hides(conn, table: str) -> bool:
 def quote_literal(conn, value: str) -> str:
     """A value quoted as the server would, for a fix's text."""
     return one(conn, "SELECT quote_literal(%s::text)", [value])[0]
+
+
+def realtime_not_used(name: str, ctx: Context) -> CheckResult:
+    return CheckResult(name, "skipped", f"Realtime not used ({ctx.options.realtime_off})")
 
 
 def no_table(name: str) -> CheckResult:

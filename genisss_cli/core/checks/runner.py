@@ -12,12 +12,14 @@ from genisss_cli.core import schema
 from genisss_cli.core.checks import live
 from genisss_cli.core.checks.model import (
     API_ROLES,
+    REALTIME_ONLY,
     WORKER_ROLE,
     CheckReport,
     CheckResult,
     Context,
     Options,
     one,
+    realtime_not_used,
     reason,
 )
 from genisss_cli.core.checks.realtime import (
@@ -77,6 +79,8 @@ def load_facts(ctx: Context) -> None:
 
 def run_one(ctx: Context, name: str, check, own_transaction: bool) -> list[CheckResult]:
     conn = ctx.conn
+    if ctx.options.realtime_off and name in REALTIME_ONLY:
+        return [realtime_not_used(name, ctx)]
     try:
         if own_transaction:
             out = check(ctx)

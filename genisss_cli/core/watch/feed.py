@@ -238,6 +238,7 @@ def _open(db, wall, last: Row | None, reconnect: bool):
 
     conn = dbm.connect(_target(db), session=True)
     try:
+        schema.known_revision(conn)
         listen(conn)
         row = read_row(conn)
         trigger = conn.execute(TRIGGER_SQL).fetchone()
