@@ -38,7 +38,7 @@ def assert_names_the_blocker(r, pid: int, what: str) -> None:
     (("bump", "story"), "bump"),
     (("bump", "audio", "--count", "50"), "bump"),
     (("sync",), "sync"),
-    (("migrate", "down", "--yes"), "the migration"),
+    (("migrate", "down", schema.REALTIME, "--yes"), "the migration"),  # 034's trigger needs the table
 ])
 def test_a_held_row_lock_is_named_and_nothing_changes(migrated_db, genisss, args, what):
     db = migrated_db
@@ -66,7 +66,8 @@ def test_a_held_row_lock_is_named_and_nothing_changes(migrated_db, genisss, args
 
 def test_migrate_up_behind_a_held_row_lock(migrated_db, genisss):
     db = migrated_db
-    assert genisss("migrate", "down", "--yes", dsn=db.dsn).code == 0  # at 033: up has 034 to apply
+    # at 033: up has 034 to apply, which needs the table
+    assert genisss("migrate", "down", schema.REALTIME, "--yes", dsn=db.dsn).code == 0
     holder = held_row(db)
     try:
         r = genisss("migrate", "up", "--lock-timeout", "1", dsn=db.dsn)

@@ -356,7 +356,7 @@ def test_a_newer_database_is_refused_by_every_command_and_left_alone(migrated_db
 
 @pytest.mark.parametrize("words, expected", [
     ("genisss migrate up ", ["head", *schema.REVISIONS]),
-    ("genisss migrate up 03", [schema.REALTIME, schema.WATCHED]),
+    ("genisss migrate up 03", [r for r in schema.REVISIONS if r.startswith("03")]),
     ("genisss migrate down ", ["-1", "base", *schema.REVISIONS]),
     ("genisss migrate down ba", ["base", schema.BASELINE]),
 ])

@@ -66,8 +66,8 @@ def test_a_frozen_watcher_cannot_stop_the_worker(small_queue, genisss):
         assert logged.count("genisss: the NOTIFY queue is at least half full") == 1, logged[-2000:]
 
         # The control: 034's trigger notifies whatever the queue holds.
-        r = genisss("migrate", "down", "--yes", dsn=dsn)
-        assert r.code == 0 and "036_notify_hint -> 034_notify_when_watched" in r.out, r.out + r.err
+        r = genisss("migrate", "down", schema.WATCHED, "--yes", dsn=dsn)
+        assert r.code == 0 and f"{schema.HEAD} -> {schema.WATCHED}" in r.out, r.out + r.err
         r = genisss("bump", "story", "--count", "30000", "--json", dsn=dsn)
         assert r.code == 10 and "too many notifications in the NOTIFY queue" in r.err, r.out + r.err
         frozen.execute("ROLLBACK")

@@ -417,7 +417,7 @@ def test_a_change_is_the_row_and_its_delay():
     row = watch.Row(5, 2, datetime.fromisoformat("2025-01-02T03:04:05.000+02:00"))
     ch = watch.change(row, row.updated_at.timestamp() + 0.0125)
     assert (ch.total_stories, ch.total_audio_generations, ch.row) == (5, 2, row)
-    assert ch.latency_ms == pytest.approx(12.5)
+    assert ch.latency_ms == pytest.approx(12.5, abs=0.001)  # float epoch seconds
     assert watch.change(watch.Row(1, 0, None), 1.0).latency_ms is None
 
 

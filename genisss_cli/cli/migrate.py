@@ -30,7 +30,7 @@ def migrate_up(
     ] = False,
     *, env,
 ) -> int:
-    """Apply the migrations (the baseline, 033, 034) up to TARGET. Safe to rerun.
+    """Apply the migrations (the baseline, then 033 to 036) up to TARGET. Safe to rerun.
 
     Adopts a 033 that was pasted into the SQL editor by hand: the counter keeps
     its value, what is missing is added, the revision is recorded.
