@@ -373,7 +373,7 @@ def test_sync_while_workers_bump_loses_nothing(migrated_db, genisss, popen_genis
 
 def test_bump_leaves_no_guard_behind(migrated_db):
     """bump's fast path runs a guard thread and takes the signal wakeup fd
-    (genisss_cli/prepared.py): both are gone when it returns, on the main
+    (as the old prepared.py had): both are gone when it returns, on the main
     thread and on another one (where Ctrl-C is not bump's to handle)."""
     threads = threading.active_count()
     with migrated_db.connect() as conn:
