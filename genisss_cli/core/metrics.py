@@ -143,4 +143,4 @@ def write_atomic(path: Path, text: str) -> None:
 
 def _unwritable(path: Path, why: str) -> GenisssError:
     return GenisssError(Exit.CONFIG, f"cannot write --output {path}: {why}",
-                        "give a file in a folder this user can write, such as node_exporter's textfile folder")
+                        "give a file in a folder this user can write (the textfile collector's)")
