@@ -133,6 +133,14 @@ def test_unreachable_database_is_up_zero_and_exit_4(genisss, tmp_path):
     assert value(parse(out.read_text()), "genisss_up") == 0
 
 
+def test_a_malformed_url_is_up_zero_and_exit_3(genisss, tmp_path):
+    out = tmp_path / "genisss.prom"
+    r = genisss("metrics", "-o", out, env={"DATABASE_URL": "postgresql://u:secret@h:port/x"})
+    assert r.code == 3 and "malformed database URL" in r.err and "secret" not in r.err
+    m = parse(out.read_text())
+    assert value(m, "genisss_up") == 0 and value(m, "genisss_exit_code") == 3
+
+
 def test_unmigrated_database_is_up_zero_exit_5_with_the_checks(fresh_db, genisss, tmp_path):
     out = tmp_path / "genisss.prom"
     r = genisss("metrics", "-o", out, dsn=fresh_db.dsn)

@@ -48,8 +48,8 @@ def metrics_command(
         off = None if realtime else "--no-realtime"
     try:
         database = db.resolve(env)
-    except GenisssError as exc:  # the embedded server did not start: that is a reading too
-        reading, error = metrics.Metrics(env.target.source, False, int(exc.code), exc.message), exc
+    except GenisssError as exc:  # a malformed URL, an embedded server that did not start: a reading too
+        reading, error = metrics.Metrics("", False, int(exc.code), exc.message), exc
     else:
         reading, error = metrics.collect(database, checks.Options(realtime_off=off))
     if output is not None:
