@@ -35,6 +35,8 @@ COMMAND_ARGS: dict[str, list[list[str]]] = {
     "sync": [["--dry-run"], ["--json"]],
     "watch": [["--json", "--count", "1", "--timeout", "0.3"]],
     "check": [[], ["--json"]],
+    "metrics": [[], ["--json", "--no-realtime"]],
+    "demo": [["--seconds", "1"], ["--json", "--seconds", "1"]],  # refuses any --database-url
     "capacity": [["--viewers", "10", "--window", "0.5"],
                  ["--viewers", "10", "--writes-per-second", "2", "--json"]],
     "migrate up": [[], ["--json"], ["--dry-run"]],

@@ -100,7 +100,7 @@ def test_a_server_that_never_answers(popen_genisss):
         elif name == "db psql":  # psql words its own timeout, then genisss's line
             assert code == 4 and SECRET not in out + err, (name, code, err)
             assert err.strip().splitlines()[-1].startswith("genisss: error: psql could not connect")
-        elif name.startswith("db "):  # embedded-only commands refuse a --database-url
+        elif name.startswith("db ") or name == "demo":  # embedded-only: they refuse a --database-url
             assert code == 2, (name, err)
         else:
             assert code == 4, (name, code, err)
@@ -110,7 +110,7 @@ def test_a_server_that_never_answers(popen_genisss):
 def test_a_frozen_server_before_the_command(cluster, db, popen_genisss):
     """SIGSTOP on the postmaster and every backend: the kernel still accepts the
     connection on the socket, nobody answers; each command gives up (exit 4)."""
-    commands = [n for n in COMMAND_ARGS if not n.startswith("db ") and n != "migrate sql"]
+    commands = [n for n in COMMAND_ARGS if not n.startswith("db ") and n not in ("migrate sql", "demo")]
     with cluster.frozen():
         procs = {n: popen_genisss("--connect-timeout", "1", *n.split(), *COMMAND_ARGS[n][0], dsn=db)
                  for n in commands}

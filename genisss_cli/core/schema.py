@@ -31,6 +31,7 @@ REALTIME_MESSAGES = "realtime.messages"  # the partitioned table realtime.send()
 API_ROLES = ("anon", "authenticated")  # the browser's roles: read, never write
 WORKER_ROLE = "service_role"  # the worker's role: may call the functions
 VERSION_TABLE = "public.alembic_version"
+DEMO_PREFIX = "genisss_demo_"  # `genisss demo`'s databases on the embedded server: + the pid
 
 # Advisory lock keys. 034's trigger notifies only while a watcher holds
 # WATCH_LOCK shared ('genisssw' as a bigint); migrations take MIGRATE_LOCK

@@ -26,6 +26,8 @@ _VIEWS_OF = {
     "genisss_cli.core.counters": "genisss_cli.render.counters",
     "genisss_cli.core.checks.model": "genisss_cli.render.check",
     "genisss_cli.core.watch.stats": "genisss_cli.render.watch",
+    "genisss_cli.core.metrics": "genisss_cli.render.metrics",
+    "genisss_cli.core.demo": "genisss_cli.render.demo",
     "genisss_cli.conn.db": "genisss_cli.render.db",
     "genisss_cli.conn.embedded": "genisss_cli.render.db",
     "genisss_cli.core.info": "genisss_cli.render.db",

@@ -161,8 +161,8 @@ def _target(db):
         from genisss_cli.conn import embedded
 
         st = embedded.status(db.data_dir)
-        if st.running and st.dsn:
-            dsn = st.dsn
+        if st.running and st.dsn:  # its socket and port may be new; the database is the same
+            dsn = conninfo.make_conninfo(st.dsn, dbname=db.params.get("dbname") or "postgres")
     params = conninfo.conninfo_to_dict(dsn)
     host = str(params.get("host") or "")
     if host and not host.startswith("/"):
