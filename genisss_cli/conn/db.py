@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from genisss_cli.conn import config, deadline
-from genisss_cli.errors import Exit, GenisssError
+from genisss_cli.errors import Exit, GenisssError, query_timeout
 
 # Supabase's transaction-mode pooler (Supavisor, formerly PgBouncer) listens
 # here; the direct server and the session-mode pooler listen on 5432.
@@ -207,6 +207,9 @@ def translate(exc: BaseException) -> GenisssError | None:
     if isinstance(exc, e.ProgramLimitExceeded | e.InsufficientResources):  # the server's own limit
         return GenisssError(Exit.DATABASE, f"the server reported an error: {text}")
     if isinstance(exc, psycopg.OperationalError):
+        seconds = getattr(exc, "query_timeout", None)  # deadline.no_answer's
+        if seconds is not None:
+            return query_timeout(seconds, exc.committing)
         return GenisssError(Exit.CONNECT, f"lost the connection to the server: {text}")
     return GenisssError(Exit.DATABASE, f"the server reported an error: {text}")
 
