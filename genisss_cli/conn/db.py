@@ -58,8 +58,12 @@ def resolve(env) -> Database:
         return Database(target.dsn, target.source, False, **timeouts)
     from genisss_cli.conn import embedded  # pgserver's modules only where it is used
 
-    return Database(embedded.ensure_running(env.data_dir), "embedded", True, data_dir=env.data_dir,
-                    **timeouts)
+    dsn, started = embedded.ensure_running(env.data_dir)
+    if started is not None:  # said once, by the command that started it
+        from genisss_cli import render
+
+        render.show(started, env)
+    return Database(dsn, "embedded", True, data_dir=env.data_dir, **timeouts)
 
 
 def connect(db: Database, *, session: bool = False, autocommit: bool = True, timeout: float | None = None):
