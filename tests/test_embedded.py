@@ -125,5 +125,6 @@ def test_db_stop_stops_the_embedded_server_whatever_the_url(tmp_path, genisss, m
                 assert r.out == "stopped\n" and postmasters(pgdata) == []
             assert "s3cr3t" not in r.output
         assert migrated_db.scalar("SELECT 1") == 1  # the other server is untouched
+        assert "It concerns the embedded server only" in " ".join(genisss("db", "stop", "--help").out.split())
     finally:
         genisss("db", "stop")
