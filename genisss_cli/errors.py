@@ -66,6 +66,18 @@ def held_by(err: GenisssError, holders: list[str], pids: list[int]) -> None:
     err.hint = f"{err.done}; end that transaction ({ends}) or retry later"
 
 
+def query_timeout(seconds: float, committing: bool) -> GenisssError:
+    """The server gave no answer for GENISSS_QUERY_TIMEOUT (conn/deadline.py)."""
+    if committing:
+        return GenisssError(Exit.CONNECT, f"no answer from the server within {seconds:g} s "
+                            "(GENISSS_QUERY_TIMEOUT) while committing",
+                            "the COMMIT was sent: whether it took effect is unknown; look before you "
+                            "retry (is the server frozen or cut off?)")
+    return GenisssError(Exit.CONNECT, f"no answer from the server within {seconds:g} s "
+                        "(GENISSS_QUERY_TIMEOUT)",
+                        "is the server frozen or cut off? Check it, or raise GENISSS_QUERY_TIMEOUT")
+
+
 def not_migrated(where: str) -> GenisssError:
     return GenisssError(Exit.NOT_MIGRATED,
                         f"migration 033 is not applied to {where}: public.global_stats does not exist",

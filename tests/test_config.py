@@ -3,6 +3,8 @@
 import json
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from reliability import run_cli
 
 from genisss_cli.conn import config
@@ -106,3 +108,156 @@ def test_malformed_dsn_is_a_config_error_without_the_password():
 )
 def test_display_masks_the_password(dsn, shown):
     assert show_url(config.normalize(dsn, "test")) == shown
+
+
+# -- .env as python-dotenv reads it ------------------------------------------------------------
+
+
+def test_dotenv_forms_python_dotenv_knows(tmp_path):
+    (tmp_path / ".env").write_text(
+        'A="postgresql://u:pw@h/db" # the production one\n'
+        "export B = 'single # not a comment'   # but this is\n"
+        'C="tab\\there \\"quoted\\" \\\\ back"\n'
+        "D=bare value # comment\n"
+        "E=bare#kept\n"
+        "F= # only a comment\n"
+        'G="two\nlines"\n'
+        "H\n"
+        "I=${A}?sslmode=require\n"
+        "J=${NOT_SET:-fallback}/${ALSO_NOT_SET}\n"
+        "K='${A}'\n"
+    )
+    assert config.read_dotenv(tmp_path / ".env", {}) == {
+        "A": "postgresql://u:pw@h/db", "B": "single # not a comment",
+        "C": 'tab\there "quoted" \\ back', "D": "bare value", "E": "bare#kept", "F": "",
+        "G": "two\nlines", "H": None, "I": "postgresql://u:pw@h/db?sslmode=require",
+        "J": "fallback/", "K": "postgresql://u:pw@h/db"}
+    # the environment wins over the file's own keys, as with load_dotenv()
+    assert config.read_dotenv(tmp_path / ".env", {"A": "x"})["I"] == "x?sslmode=require"
+
+
+# Pieces that make up .env text: each rule of python-dotenv's grammar, and its edges.
+PIECES = ["export ", "GZ_A", "GZ_B", "=", " ", "\t", "'", '"', "#", "\\", "n", "x", "y z", "\n", "\r\n",
+          "${GZ_A}", "${GZ_C:-d}", "$", "{", "}", ":", "@", "=#", "''", '""']
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.lists(st.sampled_from(PIECES), max_size=24).map("".join))
+def test_dotenv_reads_as_python_dotenv_does(tmp_path, text):
+    """python-dotenv itself is the oracle, reading the same file: the same
+    values, and a file it cannot fully read (it would skip a line) is an
+    error here."""
+    import dotenv
+    from dotenv.parser import parse_stream
+
+    path = tmp_path / ".env"
+    path.write_bytes(text.encode())
+    with path.open(encoding="utf-8") as stream:
+        unread = any(b.error for b in parse_stream(stream))
+    if unread:
+        with pytest.raises(GenisssError) as err:
+            config.read_dotenv(path, {})
+        assert err.value.code == Exit.CONFIG
+    else:
+        # No GZ_ name is in this environment: both look only at the file.
+        assert config.read_dotenv(path, {}) == dotenv.dotenv_values(path)
+
+
+def test_a_quoted_dotenv_url_with_a_comment_reaches_the_server(migrated_db, tmp_path):
+    (tmp_path / ".env").write_text(f'export DATABASE_URL="{migrated_db.dsn}"  # the test database\n')
+    for argv in (["status"], ["status", "--json"]):
+        run = run_cli(argv, cwd=tmp_path)
+        assert run.code == 0, run
+    assert json.loads(run.out)["total_stories"] == 0
+    run = run_cli(["db", "url", "--json"], cwd=tmp_path)
+    assert json.loads(run.out)["source"] == ".env DATABASE_URL"
+
+
+def test_a_dotenv_url_key_without_a_value_is_a_config_error(tmp_path):
+    (tmp_path / ".env").write_text("DATABASE_URL\n")
+    for argv in (["status"], ["db", "url", "--json"]):
+        run = run_cli(argv, cwd=tmp_path)
+        assert run.code == 3, run
+    assert json.loads(run.err) == {"error": ".env has DATABASE_URL without '='", "exit": 3,
+                                   "hint": "write KEY=VALUE, or remove the line to use the next source"}
+    assert not (tmp_path / "genisss-data").exists()
+
+
+# -- a URL libpq cannot read: its reason, the password masked, and the fix ----------------------
+
+PW = "s3cr3t-Pw"
+PGBOUNCER = ("drop ?pgbouncer=true: that is Prisma's setting, not PostgreSQL's; "
+             "genisss detects a pooler itself")
+SCHEME = "did you mean postgresql://?"
+URL_ERRORS = [  # (where the URL comes from, the URL, libpq's reason as shown, the hint)
+    ("-d", f"postgresql://u:{PW}@db.example:6543/postgres?pgbouncer=true",
+     'invalid URI query parameter: "pgbouncer"', PGBOUNCER),
+    ("DATABASE_URL", f"postgress://u:{PW}@db.example:5432/app",
+     'missing "=" after "postgress://u:***@db.example:5432/app" in connection info string', SCHEME),
+    ("GENISSS_DATABASE_URL", f"postgresql:/u:{PW}@h/app",
+     'missing "=" after "postgresql:/u:***@h/app" in connection info string', SCHEME),
+    ("-d", f"mysql://u:{PW}@h/app",
+     'missing "=" after "mysql://u:***@h/app" in connection info string',
+     "a PostgreSQL URL starts with postgresql://"),
+    ("DATABASE_URL", f'"postgresql://u:{PW}@h/app" # production',
+     'missing "=" after ""postgresql://u:***@h/app"" in connection info string',
+     "remove the quotes around the URL"),
+    (".env", f'DATABASE_URL="postgresql://u:{PW}@h/app?pgbouncer=true" # production\n',
+     'invalid URI query parameter: "pgbouncer"', PGBOUNCER),
+    (".env", f"DATABASE_URL=postgresql://u:{PW}@h/app?schema=public\n",
+     'invalid URI query parameter: "schema"', "drop ?schema=...: that is Prisma's setting, not PostgreSQL's"),
+    # libpq quotes a piece cut inside the password, or the password alone
+    ("-d", "postgress://u:p w@h/app", 'missing "=" after "postgress://u:***" in connection info string',
+     SCHEME),
+    ("-d", "postgresql://u:p w@h/app",
+     'unexpected spaces found in "***", use percent-encoded spaces (%20) instead', "write a space as %20"),
+    ("-d", f"postgresql://u:{PW}%zz@h/app", 'invalid percent-encoded token: "***"', "write a '%' as %25"),
+    ("-d", f"postgresql://u:{PW}@[::1/app",
+     'end of string reached when looking for matching "]" in IPv6 host address in URI: '
+     '"postgresql://u:***@[::1/app"', "expected postgresql://user:password@host:5432/dbname"),
+]
+
+
+@pytest.mark.parametrize("source, url, reason, hint", URL_ERRORS)
+def test_a_url_error_keeps_libpqs_reason_and_gives_the_fix(tmp_path, source, url, reason, hint):
+    env, argv = {}, []
+    if source == "-d":
+        argv, shown_source = ["-d", url], "--database-url"
+    elif source == ".env":
+        (tmp_path / ".env").write_text(url)
+        shown_source = ".env DATABASE_URL"
+    else:
+        env[source], shown_source = url, source
+    message = f"malformed database URL (from {shown_source}): {reason}"
+    run = run_cli([*argv, "status"], env=env, cwd=tmp_path)
+    assert run.code == 3, run
+    assert run.err == f"genisss: error: {message} ({hint})\n" and run.out == ""
+    run = run_cli([*argv, "migrate", "up", "--json"], env=env, cwd=tmp_path)
+    assert run.code == 3, run
+    assert json.loads(run.err) == {"error": message, "exit": 3, "hint": hint} and run.out == ""
+    for secret in (PW, "p w", "p%20w"):
+        assert secret not in run.err
+    assert not (tmp_path / "genisss-data").exists()  # nothing started
+
+
+MALFORMED_SHAPES = ["postgress://u:{}@h/db", "postgresql://u:{}@h/db?pgbouncer=true", "postgresql//u:{}@h/db",
+                    '"postgresql://u:{}@h/db" # c', "postgresql://u:{}@[h/db", "postgresql:u:{}@h/db",
+                    "user=u password={} junk", "host=h password={}", "postgresql://u:{}%zz@h/db",
+                    "pgsql://u:{}@h/db", "postgresql://u@h/db?password={}&x", "mysql://u:{}@h/db"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(shape=st.sampled_from(MALFORMED_SHAPES),
+       middle=st.text(st.characters(codec="ascii", exclude_categories=["Cc"]), max_size=12))
+def test_no_malformed_url_shows_its_password(shape, middle):
+    """Whatever the password holds (spaces, '@', '/', quotes, '%'), libpq's
+    reason as genisss shows it (passed through mask_text, as render does)
+    carries neither end of it: Zq... and ...Qz are in no other text."""
+    from genisss_cli.render.redact import mask_text
+
+    dsn = shape.format(f"Zq{middle}Qz")
+    try:
+        config.normalize(dsn, "-d")
+    except GenisssError as err:
+        shown = mask_text(str(err))
+        assert "Zq" not in shown and "Qz" not in shown, (dsn, shown)

@@ -68,3 +68,37 @@ def test_the_watchdog_ends_with_its_connection(migrated_db):
     conn.answer_timeout = 900
     conn.close()
     assert threading.active_count() == threads
+
+
+SLOW_COMMIT = """
+CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS
+  $$ BEGIN PERFORM pg_sleep(3); RETURN NULL; END $$;
+CREATE CONSTRAINT TRIGGER slow_commit AFTER UPDATE ON global_stats
+  DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_commit();
+"""
+
+
+def test_a_commit_without_an_answer_is_a_query_timeout(migrated_db, genisss):
+    """sync's COMMIT (conn.transaction()'s end) runs a deferred trigger that
+    outlasts GENISSS_QUERY_TIMEOUT: the query timeout's own message, which
+    says the change may have been committed, not a lost connection."""
+    migrated_db.execute(SLOW_COMMIT)
+    message = "no answer from the server within 1 s (GENISSS_QUERY_TIMEOUT) while committing"
+    hint = ("the COMMIT was sent: whether it took effect is unknown; look before you retry "
+            "(is the server frozen or cut off?)")
+    for stories, extra in ((1, []), (2, ["--json"])):
+        migrated_db.execute("INSERT INTO user_stories (title) VALUES ('a')")
+        r = genisss("sync", *extra, dsn=migrated_db.dsn, env={"GENISSS_QUERY_TIMEOUT": "1"})
+        assert r.code == 4, r.output
+        if extra:
+            assert json.loads(r.err) == {"error": message, "exit": 4, "hint": hint}
+        else:
+            assert r.err == f"genisss: error: {message} ({hint})\n"
+        assert r.out == ""
+        # The server finishes the commit on its own (the trigger's 3 s): the sync happened.
+        deadline_ = time.monotonic() + 15
+        while migrated_db.scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                                 "current_database() AND application_name = 'genisss'"):
+            assert time.monotonic() < deadline_
+            time.sleep(0.1)
+        assert counter(migrated_db) == stories

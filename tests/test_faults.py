@@ -100,7 +100,9 @@ def test_a_server_that_never_answers(popen_genisss):
         elif name == "db psql":  # psql words its own timeout, then genisss's line
             assert code == 4 and SECRET not in out + err, (name, code, err)
             assert err.strip().splitlines()[-1].startswith("genisss: error: psql could not connect")
-        elif name.startswith("db ") or name == "demo":  # embedded-only: they refuse a --database-url
+        elif name == "db stop":  # the embedded server only, whatever the URL: not running here
+            assert code == 0 and out == "was not running\n", (name, out, err)
+        elif name.startswith("db ") or name == "demo":  # the other embedded-only ones refuse a URL
             assert code == 2, (name, err)
         else:
             assert code == 4, (name, code, err)

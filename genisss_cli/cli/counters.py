@@ -9,8 +9,7 @@ import typer
 
 from genisss_cli.cli.app import app
 from genisss_cli.cli.options import DEFAULT_LOCK_TIMEOUT, LockTimeoutOpt, PublicationOpt, command
-from genisss_cli.core.counters import MAX_BUMPS
-from genisss_cli.core.schema import INCREMENTS, PUBLICATION
+from genisss_cli.core.schema import INCREMENTS, MAX_BUMPS, PUBLICATION
 from genisss_cli.errors import Exit
 
 

@@ -75,15 +75,18 @@ def _embedded_only(env, verb: str) -> None:
 def db_start(*, env) -> int:
     """Start the embedded PostgreSQL (wal_level = logical) if it is not running.
 
+    When it starts, one line on stderr says its version, data folder and the
+    seconds it took (as for any command that starts it; not with --json).
+
     Example: genisss db start
     """
     from genisss_cli import render
     from genisss_cli.conn import embedded
 
     _embedded_only(env, "start")
-    st = embedded.status(env.data_dir)
-    if not st.running:
-        st = embedded.start(env.data_dir)
+    st, started = embedded.launch(env.data_dir)
+    if started is not None:
+        render.show(started, env)
     render.show(st, env)
     return Exit.OK
 
@@ -92,13 +95,18 @@ def db_start(*, env) -> int:
 def db_stop(*, env) -> int:
     """Stop the embedded PostgreSQL (its data stays).
 
+    It concerns the embedded server only: it stops it even while
+    --database-url, GENISSS_DATABASE_URL, DATABASE_URL or .env name another
+    database, which it neither reads nor touches.
+
     Example: genisss db stop
     """
     from genisss_cli import render
     from genisss_cli.conn import embedded
     from genisss_cli.core import info
 
-    _embedded_only(env, "stop")
+    # No _embedded_only: the server may be left running from before a URL
+    # was set, and stopping it is the one thing to do with it then.
     stopped = embedded.stop(env.data_dir)
     st = embedded.status(env.data_dir)
     render.show(info.Stopped(stopped, st.running, st.pgdata), env)

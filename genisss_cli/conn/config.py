@@ -68,10 +68,13 @@ def resolve(option: str | None, env=None, cwd: Path | None = None) -> Target:
             return Target(_given(env[key], key, "set it, or unset it to use the next source"), key)
     dotenv = (cwd or Path.cwd()) / ".env"
     if dotenv.is_file():
-        values = read_dotenv(dotenv)
+        values = read_dotenv(dotenv, env)
         for key in ENV_KEYS:
             if key in values:
                 source = f".env {key}"
+                if values[key] is None:  # python-dotenv's "declared, no value": a slip here
+                    raise GenisssError(Exit.CONFIG, f".env has {key} without '='",
+                                       "write KEY=VALUE, or remove the line to use the next source")
                 return Target(_given(values[key], source,
                                      "set it, or remove the line to use the next source"), source)
     return Target(None, "embedded")
@@ -83,81 +86,175 @@ def _given(value: str, source: str, hint: str) -> str:
     return normalize(value, source)
 
 
-_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*$")
+# .env as python-dotenv reads it (its parser's grammar, written out here, so
+# that a value means what the application's load_dotenv() makes of it):
+# `export ` allowed; 'single quotes' (\\ and \' escaped) and "double quotes"
+# (\n, \t, \" ... escaped) may span lines and be followed by a # comment; an
+# unquoted value ends at a whitespace-led #; KEY alone declares no value;
+# ${NAME} and ${NAME:-default} are expanded. Each part is possessive (*+, ?+):
+# python-dotenv reads them one after another and never goes back.
+_BINDING = re.compile(r"""
+    [^\S\r\n]*+(?:export[^\S\r\n]++)?+
+    (?:'(?P<qkey>[^']++)'|(?!')(?P<key>[^=\#\s]++)|(?=\#))[^\S\r\n]*+
+    (?:=(?P<gap>[^\S\r\n]*+)
+       (?:'(?P<single>(?:\\.|[^'\\])*+)'|"(?P<double>(?:\\.|[^"\\])*+)"|(?!['"])(?P<bare>[^\r\n]*+)))?+
+    (?:[^\S\r\n]*+\#[^\r\n]*+)?+[^\S\r\n]*+(?:\r\n|\n|\r|$)
+""", re.VERBOSE | re.DOTALL)
+_ESCAPES = {"\\": "\\", "'": "'", '"': '"', "a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r",
+            "t": "\t", "v": "\v"}
+_VARIABLE = re.compile(r"\$\{(?P<name>[^}:]*)(?::-(?P<default>[^}]*))?\}")
 
 
-def read_dotenv(path: Path) -> dict[str, str]:
-    """KEY=VALUE lines, `export` and quotes allowed; anything else is an error,
-    because a half-read .env could silently send genisss to the wrong server."""
+def read_dotenv(path: Path, environ=None) -> dict[str, str | None]:
+    """KEY=VALUE bindings as python-dotenv reads them (None: a KEY with no
+    `=`). A line it could not read is an error, where python-dotenv warns
+    and skips: a half-read .env could silently send genisss elsewhere."""
     try:
         text = path.read_text(encoding="utf-8-sig")  # an editor's BOM is not part of the first key
     except (OSError, UnicodeDecodeError) as exc:
         raise GenisssError(Exit.CONFIG, f"cannot read {path}: {exc.__class__.__name__}") from None
-    values: dict[str, str] = {}
-    for lineno, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("export "):
-            line = line[len("export ") :].lstrip()
-        key, sep, value = line.partition("=")
-        key = key.strip()
-        if not sep or not _KEY.match(key):
-            raise GenisssError(
-                Exit.CONFIG,
-                f"{path.name} line {lineno} is not KEY=VALUE",
-                "fix or remove that line, or pass --database-url",
-            )
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        else:
-            value = value.split(" #", 1)[0].rstrip()
-        values[key] = value
+    values: dict[str, str | None] = {}
+    pos = re.compile(r"\s*").match(text).end()
+    while pos < len(text):
+        m = _BINDING.match(text, pos)
+        if m is None or m.end() == pos:
+            lineno = len(re.findall(r"\r\n|\n|\r", text[:pos])) + 1
+            raise GenisssError(Exit.CONFIG, f"{path.name} line {lineno} is not KEY=VALUE",
+                               "fix or remove that line, or pass --database-url")
+        pos = re.compile(r"\s*").match(text, m.end()).end()
+        key = m["qkey"] or m["key"]
+        if key is not None:
+            values[key] = _expand(_value(m), values, os.environ if environ is None else environ)
     return values
 
 
+def _value(m: re.Match) -> str | None:
+    if m["single"] is not None:
+        return re.sub(r"\\([\\'])", r"\1", m["single"])
+    if m["double"] is not None:
+        return re.sub(r"\\([\\'\"abfnrtv])", lambda e: _ESCAPES[e[1]], m["double"])
+    if m["bare"] is None:
+        return None
+    if m["gap"] and m["bare"].startswith("#"):  # `KEY= # comment`: empty
+        return ""
+    return re.sub(r"\s+#.*", "", m["bare"]).rstrip()
+
+
+def _expand(value: str | None, earlier: dict, environ) -> str | None:
+    """${NAME} and ${NAME:-default}, from the environment, else the file's
+    earlier keys (load_dotenv's order: the environment wins)."""
+    if value is None:
+        return None
+
+    def one(v: re.Match) -> str:
+        found = environ.get(v["name"], earlier.get(v["name"], v["default"] or ""))
+        return found or ""
+
+    return _VARIABLE.sub(one, value)
+
+
 def normalize(dsn: str, source: str) -> str:
-    """Validate a DSN and drop a SQLAlchemy driver suffix (postgresql+psycopg://)."""
+    """Validate a DSN and drop a SQLAlchemy driver suffix (postgresql+psycopg://).
+    A DSN libpq cannot read is an error that keeps libpq's reason (any
+    password it quotes masked) and adds the fix where one is known."""
     from psycopg import conninfo
 
     dsn = dsn.strip()
     dsn = re.sub(r"^postgres(?:ql)?\+\w+://", "postgresql://", dsn)
     try:
         params = conninfo.conninfo_to_dict(dsn)
-    except Exception:
-        # libpq's own message can quote the string back, password and all.
-        raise GenisssError(
-            Exit.CONFIG,
-            f"malformed database URL (from {source})",
-            "expected postgresql://user:password@host:5432/dbname",
-        ) from None
+    except Exception as exc:
+        reason = _reason(exc, dsn)
+        raise GenisssError(Exit.CONFIG, f"malformed database URL (from {source}): {reason}",
+                           _fix(reason, dsn)) from None
     if "@" in (params.get("host") or ""):  # libpq split the password at its own '@'
         raise GenisssError(Exit.CONFIG, f"malformed database URL (from {source}): '@' in the host",
                            "write an '@' in the password as %40")
-    secrets = _passwords_in(dsn) | {params.get("password") or ""}
     for port in str(params.get("port") or "5432").split(","):
         if not (port.isdigit() and 0 < int(port) < 65536):
             # A '/' in the password makes libpq read part of it as the port: don't echo that.
-            shown = "" if any(port in s for s in secrets if s) else f" {port!r}"
+            shown = "" if _secret_part(port, dsn) else f" {port!r}"
             raise GenisssError(Exit.CONFIG, f"malformed database URL (from {source}): bad port{shown}",
                                "expected postgresql://user:password@host:5432/dbname "
                                "(write '/' in a password as %2F)")
     return dsn
 
 
-def _passwords_in(dsn: str) -> set[str]:
-    """What the user may have meant as the password, however libpq read the string."""
-    from urllib.parse import unquote
+def _password_spans(dsn: str) -> list[tuple[int, int]]:
+    """Where in dsn the user may have meant a password, however libpq read it
+    (wider rather than narrower): a URL's userinfo after `user:` up to its
+    last '@' (an unescaped '@', '/' or space inside is still the password),
+    the same shape anywhere in what is not a URL (postgresql//u:pw@h), and
+    every password= (or ?password=) value."""
+    # A scheme with one slash or none (postgresql:/u:pw@h) is a misspelt URL too.
+    url = re.match(r"""['"]?[A-Za-z][A-Za-z0-9+.-]*:/{0,2}(?:[^:/@\s]*:(.*)@)?""", dsn, re.DOTALL)
+    userinfo = url if url else re.search(r"[^:/@\s]*:(.*)@", dsn, re.DOTALL)
+    spans = [userinfo.span(1)] if userinfo and userinfo.group(1) else []
+    # A password= value runs to the next ` key=` or `&key=` (a space or '&'
+    # may be meant as part of it).
+    keyword = r"(?i)\bpassword\s*=\s*('(?:[^'\\]|\\.)*'?|.*?)(?=\s+[\w.-]+\s*=|&[\w.-]+=|\s*$)"
+    return spans + [m.span(1) for m in re.finditer(keyword, dsn)]
 
+
+def _secret_part(piece: str, dsn: str) -> set[int]:
+    """The offsets in piece, a part of dsn libpq quotes back, that may show
+    a password's characters (wherever piece occurs in dsn)."""
     found = set()
-    m = re.match(r"^[a-z]+://[^:/@]*:([^@]*)@", dsn)
-    if m and m.group(1):
-        found |= {m.group(1), unquote(m.group(1))}
-    m = re.search(r"password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", dsn)
-    if m:
-        found.add(m.group(1).strip("'"))
+    spans = _password_spans(dsn)
+    for at in (m.start() for m in re.finditer(re.escape(piece), dsn) if piece):
+        for a, b in spans:
+            found.update(range(max(a, at) - at, min(b, at + len(piece)) - at))
     return found
+
+
+def _reason(exc: Exception, dsn: str) -> str:
+    """libpq's first line, with what it quotes of the DSN masked where it
+    overlaps a password. libpq quotes every piece of its input it names, so
+    the text between any two of its '"' that is part of the DSN is such a
+    piece (the password may hold a '"' itself); render's mask_text masks whole
+    connection strings, not a piece cut inside the password, nor the password
+    alone."""
+    from itertools import combinations
+
+    from genisss_cli.render.redact import MASK
+
+    text = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+    hidden = set()  # positions in text that show a password's character
+    for i, j in combinations([k for k, c in enumerate(text) if c == '"'], 2):
+        hidden.update(i + 1 + k for k in _secret_part(text[i + 1:j], dsn))
+    # Each run of hidden characters becomes one mask; the rest is as libpq wrote it.
+    return re.sub(r"\0+", MASK, "".join("\0" if k in hidden else c for k, c in enumerate(text)))
+
+
+# Query parameters of Prisma's URLs, which libpq does not know.
+_PRISMA = ("schema", "connection_limit", "pool_timeout", "socket_timeout", "statement_cache_size",
+           "sslaccept", "sslidentity")
+
+
+def _fix(reason: str, dsn: str) -> str:
+    """The fix for a DSN libpq could not read, where genisss knows one."""
+    if dsn[:1] in ("'", '"'):
+        return "remove the quotes around the URL"
+    m = re.match(r'invalid URI query parameter: "([^"]*)"', reason)
+    if m and m.group(1) == "pgbouncer":
+        return ("drop ?pgbouncer=true: that is Prisma's setting, not PostgreSQL's; "
+                "genisss detects a pooler itself")
+    if m and m.group(1) in _PRISMA:
+        return f"drop ?{m.group(1)}=...: that is Prisma's setting, not PostgreSQL's"
+    if m:
+        return f"remove ?{m.group(1)}=...: PostgreSQL has no such parameter"
+    scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)(?::/*|//)", dsn)
+    if reason.startswith('missing "="') and scheme:
+        import difflib
+
+        if difflib.get_close_matches(scheme.group(1).lower(), ["postgresql", "postgres"], 1, 0.6):
+            return "did you mean postgresql://?"
+        return "a PostgreSQL URL starts with postgresql://"
+    if reason.startswith("unexpected spaces"):
+        return "write a space as %20"
+    if "percent-encoded" in reason:
+        return "write a '%' as %25"
+    return "expected postgresql://user:password@host:5432/dbname"
 
 
 def connect_timeout(env=None) -> float:

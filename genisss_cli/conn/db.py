@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from genisss_cli.conn import config, deadline
-from genisss_cli.errors import Exit, GenisssError
+from genisss_cli.errors import Exit, GenisssError, query_timeout
 
 # Supabase's transaction-mode pooler (Supavisor, formerly PgBouncer) listens
 # here; the direct server and the session-mode pooler listen on 5432.
@@ -58,8 +58,12 @@ def resolve(env) -> Database:
         return Database(target.dsn, target.source, False, **timeouts)
     from genisss_cli.conn import embedded  # pgserver's modules only where it is used
 
-    return Database(embedded.ensure_running(env.data_dir), "embedded", True, data_dir=env.data_dir,
-                    **timeouts)
+    dsn, started = embedded.ensure_running(env.data_dir)
+    if started is not None:  # said once, by the command that started it
+        from genisss_cli import render
+
+        render.show(started, env)
+    return Database(dsn, "embedded", True, data_dir=env.data_dir, **timeouts)
 
 
 def connect(db: Database, *, session: bool = False, autocommit: bool = True, timeout: float | None = None):
@@ -156,35 +160,34 @@ def set_lock_timeout(conn, seconds: float) -> None:
     conn.execute("SELECT pg_catalog.set_config('lock_timeout', %s, true)", [f"{int(seconds * 1000)}ms"])
 
 
+# libpq's reason for a failed connection (searched, case aside, in this
+# order) -> what genisss says, and the fix.
+_CONNECT_REASONS = [
+    (r"authentication failed", "authentication failed for user {user} at {where}",
+     "check the user and password in the database URL"),
+    (r"no password supplied", "{where} asks for a password and none was given",
+     "put the password in the database URL"),
+    (r'database "(?P<name>[^"]*)" does not exist', 'database "{name}" does not exist at {where}',
+     "check the database name in the URL"),
+    (r"role .*does not exist", "role {user} does not exist at {where}", "check the user in the database URL"),
+    (r"could not translate host name|name or service not known", "unknown host in {where}",
+     "check the host name"),
+    (r"connection refused", "{where} refused the connection", "is the server running and listening there?"),
+    (r"timeout expired|timed out", "no answer from {where} within the connect timeout",
+     "check the network, or raise GENISSS_CONNECT_TIMEOUT"),
+    (r"no such file or directory", "no server is listening at {where}",
+     "start it (embedded: genisss db start)"),
+]
+
+
 def connect_error(db: Database, exc: Exception) -> GenisssError:
     text = _first_line(exc)
-    low = text.lower()
-    p = db.params
-    user = p.get("user") or "the default user"
-    if "password authentication failed" in low or "authentication failed" in low:
-        return GenisssError(Exit.CONNECT, f"authentication failed for user {user} at {db.where}",
-                            "check the user and password in the database URL")
-    if "no password supplied" in low:
-        return GenisssError(Exit.CONNECT, f"{db.where} asks for a password and none was given",
-                            "put the password in the database URL")
-    m = re.search(r'database "([^"]*)" does not exist', text)
-    if m:
-        return GenisssError(Exit.CONNECT, f'database "{m.group(1)}" does not exist at {db.where}',
-                            "check the database name in the URL")
-    if "role" in low and "does not exist" in low:
-        return GenisssError(Exit.CONNECT, f"role {user} does not exist at {db.where}",
-                            "check the user in the database URL")
-    if "could not translate host name" in low or "name or service not known" in low:
-        return GenisssError(Exit.CONNECT, f"unknown host in {db.where}", "check the host name")
-    if "connection refused" in low:
-        return GenisssError(Exit.CONNECT, f"{db.where} refused the connection",
-                            "is the server running and listening there?")
-    if "timeout expired" in low or "timed out" in low:
-        return GenisssError(Exit.CONNECT, f"no answer from {db.where} within the connect timeout",
-                            "check the network, or raise GENISSS_CONNECT_TIMEOUT")
-    if "no such file or directory" in low:
-        return GenisssError(Exit.CONNECT, f"no server is listening at {db.where}",
-                            "start it (embedded: genisss db start)")
+    user = db.params.get("user") or "the default user"
+    for reason, message, hint in _CONNECT_REASONS:
+        m = re.search(reason, text, re.IGNORECASE)
+        if m:
+            return GenisssError(Exit.CONNECT, message.format(user=user, where=db.where, **m.groupdict()),
+                                hint)
     return GenisssError(Exit.CONNECT, f"cannot connect to {db.where}: {text}")
 
 
@@ -207,6 +210,9 @@ def translate(exc: BaseException) -> GenisssError | None:
     if isinstance(exc, e.ProgramLimitExceeded | e.InsufficientResources):  # the server's own limit
         return GenisssError(Exit.DATABASE, f"the server reported an error: {text}")
     if isinstance(exc, psycopg.OperationalError):
+        seconds = getattr(exc, "query_timeout", None)  # deadline.no_answer's
+        if seconds is not None:
+            return query_timeout(seconds, exc.committing)
         return GenisssError(Exit.CONNECT, f"lost the connection to the server: {text}")
     return GenisssError(Exit.DATABASE, f"the server reported an error: {text}")
 

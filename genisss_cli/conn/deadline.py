@@ -10,7 +10,9 @@ looks a few times per `answer_timeout`: is a command on the wire
 (transaction_status ACTIVE), and is it still the same one (Cursor.execute
 counts them in `commands`)? One without an answer for longer than
 `answer_timeout` has the connection's socket shut down under it: its wait
-ends, the command fails, and the error says why (exit 4, as a lost connection).
+ends, the command fails, and the error says why (errors.query_timeout, exit
+4): a statement (Cursor.execute) or a COMMIT (commit(), the end of
+transaction()), whose outcome the error says is unknown.
 A wait with a deadline of its own (notifies(timeout=...), watch's) runs while
 the connection is idle, so the watchdog never cuts it. The watchdog ends with
 its connection.
@@ -22,6 +24,7 @@ import os
 import threading
 import time
 import weakref
+from contextlib import contextmanager
 
 _CLASS = None
 
@@ -48,10 +51,8 @@ def _classes():
             conn.commands += 1
             try:
                 return super().execute(query, params, **kwargs)
-            except psycopg.Error:
-                if conn.timed_out:
-                    raise no_answer(conn, conn.timed_out) from None
-                raise
+            except psycopg.Error as exc:
+                raise conn.why(exc) from None
 
     class Connection(psycopg.Connection):
         commands = 0  # commands sent so far: the watchdog sees them move
@@ -73,6 +74,29 @@ def _classes():
             self._answer_timeout = seconds or None
             if seconds and self._watchdog is None and not self.closed:
                 self._watchdog = _Watchdog(self)
+
+        def why(self, exc: Exception, committing: bool = False) -> Exception:
+            """exc, or the query timeout's error if the watchdog caused it."""
+            if self.timed_out and getattr(exc, "query_timeout", None) is None:
+                return no_answer(self, self.timed_out, committing)
+            return exc
+
+        def commit(self) -> None:
+            try:
+                super().commit()
+            except psycopg.Error as exc:
+                raise self.why(exc, committing=True) from None
+
+        @contextmanager
+        def transaction(self, *args, **kwargs):
+            outermost = self.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+            body_done = False
+            try:
+                with super().transaction(*args, **kwargs) as tx:
+                    yield tx
+                    body_done = True  # what fails now is the COMMIT (or RELEASE SAVEPOINT)
+            except psycopg.Error as exc:
+                raise self.why(exc, committing=body_done and outermost) from None
 
         def close(self) -> None:
             watchdog, self._watchdog = self._watchdog, None
@@ -138,11 +162,14 @@ class _Watchdog:
         self._thread.join()
 
 
-def no_answer(conn, timeout: float):
+def no_answer(conn, timeout: float, committing: bool = False):
     """A server that did not answer for `timeout` seconds: close conn (its
-    state is unknown: never reuse it) and return the error that makes the
-    command fail as on a lost connection (exit 4)."""
+    state is unknown: never reuse it) and return the error to raise: a
+    psycopg.OperationalError carrying `query_timeout` (and `committing`: the
+    cut hit a COMMIT), which db.translate words as errors.query_timeout."""
     import psycopg
 
     conn.close()
-    return psycopg.OperationalError(f"no answer from the server within {timeout:g} s (GENISSS_QUERY_TIMEOUT)")
+    err = psycopg.OperationalError(f"no answer from the server within {timeout:g} s (GENISSS_QUERY_TIMEOUT)")
+    err.query_timeout, err.committing = timeout, committing
+    return err

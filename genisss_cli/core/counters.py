@@ -17,11 +17,10 @@ from datetime import datetime
 
 from genisss_cli.conn.config import Dsn
 from genisss_cli.core import schema
+from genisss_cli.core.schema import MAX_BUMPS
 from genisss_cli.errors import Exit, GenisssError, missing_row, not_migrated
 from genisss_cli.errors import lock_timeout as lock_timed_out
 from genisss_cli.interrupts import Interrupts
-
-MAX_BUMPS = 1_000_000  # a sane upper bound for `bump --count`
 
 _NOT_MIGRATED_HINT = "run: genisss migrate up"
 

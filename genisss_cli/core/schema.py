@@ -14,6 +14,9 @@ INCREMENTS = {  # bump's kinds -> the worker's functions
     "story": "public.increment_story_counter",
     "audio": "public.increment_audio_counter",
 }
+# The most increments one `bump --count` makes: here, beside the functions it
+# calls, so that the command's option can say so without importing core.counters.
+MAX_BUMPS = 1_000_000
 SYNC = "public.sync_story_counter"
 FUNCTIONS = (*INCREMENTS.values(), SYNC)
 NOTIFY_FUNCTION = "public.global_stats_notify"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from genisss_cli.conn import db, embedded
 from genisss_cli.core import info, psql
-from genisss_cli.render.out import emit_json, key_values, print_line, to_json, write
+from genisss_cli.render.out import emit_json, key_values, print_line, say, to_json, write
 from genisss_cli.render.redact import mask_text, reveal_url, show_url
 from genisss_cli.render.registry import json_view, text_view
 
@@ -54,6 +54,18 @@ def embedded_text(env, st) -> None:
         ("pid", st.pid),
         ("url", st.dsn),
     ])
+
+
+@text_view(embedded.Started)
+def started_text(env, started) -> None:
+    say(env, f"started the embedded PostgreSQL {started.version} in {started.pgdata} "
+             f"({started.seconds:.1f} s)")
+
+
+@json_view(embedded.Started)
+def started_json(env, started) -> None:
+    """Nothing: under --json, stderr carries only the one error object a
+    program parses, and `db status --json` tells a program about the server."""
 
 
 @text_view(info.Stopped)
