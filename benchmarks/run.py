@@ -8,7 +8,8 @@ interleaved, medians of N), prints one table and writes the same as JSON
 (default benchmarks/results/latest.json). Stops and deletes the server at the
 end. Exit 0 when every target is met, 1 when one is missed or not measured.
 
-Sections (--only): startup, imports, oneshot, bump, trigger, watch, burst, live, drift.
+Sections (--only): startup, imports, oneshot, bump, trigger, broadcast, watch, burst, live,
+drift.
 """
 
 from __future__ import annotations
@@ -27,10 +28,12 @@ from pathlib import Path
 if __package__ in (None, ""):  # python benchmarks/run.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks import broadcast as broadcast_section  # noqa: E402
 from benchmarks import harness as h  # noqa: E402
 from benchmarks.harness import BenchError, median, percentile  # noqa: E402
 
-SECTIONS = ("startup", "imports", "oneshot", "bump", "trigger", "watch", "burst", "live", "drift")
+SECTIONS = ("startup", "imports", "oneshot", "bump", "trigger", "broadcast", "watch", "burst", "live",
+            "drift")
 
 FULL = {
     "startup_n": 11, "oneshot_n": 9, "small_rows": 1_000,
@@ -646,7 +649,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         setup(b)
         steps = {"startup": startup, "imports": imports, "oneshot": oneshot, "bump": bump,
-                 "trigger": trigger, "watch": watch_latency, "burst": burst, "live": live_view,
+                 "trigger": trigger, "broadcast": broadcast_section.broadcast,
+                 "watch": watch_latency, "burst": burst, "live": live_view,
                  "drift": drift}
         for name in SECTIONS:
             if name not in only:

@@ -1,14 +1,22 @@
 """A small `realtime` schema with the interface migration 035 calls, for tests.
 
 Supabase's Realtime owns the real one; what 035 and `genisss check` rely on is
-only its interface, so this is written here from that description, not copied:
+only its interface, so this is written here from that description, not copied.
+tests/test_realtime_upstream.py compares it with the real schema, loaded from
+a mirror of supabase/realtime, where one is at hand:
 
-- realtime.messages: partitioned by range on inserted_at, one partition a day
-  (yesterday, today and tomorrow here, as Realtime keeps a few days ahead);
-- realtime.send(payload, event, topic, private DEFAULT true): inserts one
-  row, and turns any error into a WARNING, so that a sender never fails
-  because Broadcast is broken;
-- realtime.topic(): the topic being sent, as Realtime's policies read it.
+- realtime.messages: the real table's columns (types, NOT NULL, defaults),
+  partitioned by range on inserted_at, one partition a day (yesterday, today
+  and tomorrow here, as Realtime keeps a few days ahead), row level security
+  enabled with no policy (so only its owner, a superuser or a BYPASSRLS role
+  may insert: Supabase's postgres role has BYPASSRLS), SELECT, INSERT and
+  UPDATE granted to the API roles and postgres where they exist;
+- realtime.send(payload, event, topic, private DEFAULT true): adds the
+  message's id to a payload that has no "id", sets realtime.topic for the
+  transaction, inserts one row, and turns any error into a WARNING, so that a
+  sender never fails because Broadcast is broken; it runs as its caller;
+- realtime.topic(): the topic being sent (NULL when none), as Realtime's
+  policies read it.
 
 Days are the session's (inserted_at is a timestamp without time zone, its
 default now()), which is also how the insert is routed.
@@ -25,23 +33,32 @@ SCHEMA_SQL = [
       topic text NOT NULL,
       extension text NOT NULL,
       payload jsonb,
+      binary_payload bytea,
       event text,
       private boolean DEFAULT false,
+      updated_at timestamp NOT NULL DEFAULT now(),
       inserted_at timestamp NOT NULL DEFAULT now(),
       id uuid NOT NULL DEFAULT gen_random_uuid(),
-      PRIMARY KEY (id, inserted_at)
+      PRIMARY KEY (id, inserted_at),
+      CHECK (payload IS NULL OR binary_payload IS NULL)
     ) PARTITION BY RANGE (inserted_at)
     """,
+    "ALTER TABLE realtime.messages ENABLE ROW LEVEL SECURITY",
     # Any failure (no partition for today, no INSERT privilege) becomes a
     # warning: the caller's transaction goes on and the message is lost.
     """
     CREATE FUNCTION realtime.send(payload jsonb, event text, topic text, private boolean DEFAULT true)
     RETURNS void LANGUAGE plpgsql AS $body$
+    DECLARE
+      message uuid := gen_random_uuid();
     BEGIN
       BEGIN
+        IF NOT payload ? 'id' THEN
+          payload := payload || jsonb_build_object('id', message);
+        END IF;
         PERFORM pg_catalog.set_config('realtime.topic', topic, true);
-        INSERT INTO realtime.messages (topic, extension, payload, event, private)
-        VALUES (topic, 'broadcast', payload, event, private);
+        INSERT INTO realtime.messages (id, topic, extension, payload, event, private)
+        VALUES (message, topic, 'broadcast', payload, event, private);
       EXCEPTION WHEN OTHERS THEN
         RAISE WARNING 'realtime.send to topic % failed: % (SQLSTATE %)', topic, SQLERRM, SQLSTATE;
       END;
@@ -50,10 +67,14 @@ SCHEMA_SQL = [
     """,
     """
     CREATE FUNCTION realtime.topic() RETURNS text LANGUAGE sql STABLE AS $body$
-      SELECT pg_catalog.current_setting('realtime.topic', true)
+      SELECT NULLIF(pg_catalog.current_setting('realtime.topic', true), '')
     $body$
     """,
 ]
+
+
+# Roles Realtime's migrations grant to, where the cluster has them.
+GRANTEES = ("postgres", "anon", "authenticated", "service_role")
 
 
 def partition_name(day: dt.date) -> str:
@@ -75,6 +96,9 @@ def install(conn, days: tuple[int, ...] = (-1, 0, 1)) -> None:
     each day offset from the session's today."""
     for statement in SCHEMA_SQL:
         conn.execute(statement)
+    for (role,) in conn.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", [list(GRANTEES)]):
+        conn.execute(f'GRANT USAGE ON SCHEMA realtime TO "{role}"')
+        conn.execute(f'GRANT SELECT, INSERT, UPDATE ON realtime.messages TO "{role}"')
     today = session_today(conn)
     for offset in days:
         conn.execute(partition_sql(today + dt.timedelta(days=offset)))

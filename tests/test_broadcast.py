@@ -51,7 +51,10 @@ def test_035_installs_the_trigger_and_a_bump_broadcasts_once(fresh_db, genisss):
     assert (topic, event, private, extension) == (schema.BROADCAST_TOPIC, schema.BROADCAST_EVENT, False,
                                                   "broadcast")
     updated_at = fresh_db.scalar("SELECT to_jsonb(updated_at) #>> '{}' FROM global_stats")
-    assert payload == {"total_stories": 1, "total_audio_generations": 0, "updated_at": updated_at}
+    message_id = fresh_db.scalar("SELECT id::text FROM realtime.messages")
+    # send() adds the message's id, as Realtime's does
+    assert payload == {"total_stories": 1, "total_audio_generations": 0, "updated_at": updated_at,
+                       "id": message_id}
 
     genisss("bump", "audio", "--count", "2", dsn=fresh_db.dsn)
     assert [m[4]["total_audio_generations"] for m in messages(fresh_db)] == [0, 1, 2]
