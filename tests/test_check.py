@@ -265,6 +265,8 @@ BROADCAST_BREAKS = {
                                        "ENABLE REPLICA TRIGGER global_stats_broadcast"),
     "owner may not insert": 'REVOKE INSERT ON TABLE realtime.messages FROM "{role}"',
     "owner may not use realtime": 'REVOKE USAGE ON SCHEMA realtime FROM "{role}"',
+    # RLS on, no INSERT policy (as in Realtime's own schema): the grant alone is not enough
+    "owner under row level security": 'ALTER ROLE "{role}" NOBYPASSRLS',
     "no partition for today": None,  # realtime_schema.drop_partition
 }
 

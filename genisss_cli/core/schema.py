@@ -31,6 +31,8 @@ BROADCAST_TOPIC = "global_stats"  # supabase.channel('global_stats')
 BROADCAST_EVENT = "counter"  # .on('broadcast', { event: 'counter' }, ...)
 REALTIME_SEND = "realtime.send(jsonb,text,text,boolean)"  # Supabase's, as to_regprocedure reads it
 REALTIME_MESSAGES = "realtime.messages"  # the partitioned table realtime.send() inserts into
+# check's fix where row level security keeps the broadcast function's owner from inserting
+BROADCAST_SEND_POLICY = "genisss counter broadcast"
 API_ROLES = ("anon", "authenticated")  # the browser's roles: read, never write
 WORKER_ROLE = "service_role"  # the worker's role: may call the functions
 VERSION_TABLE = "public.alembic_version"

@@ -129,11 +129,36 @@ def check_broadcast(ctx: Context) -> CheckResult:
         f.fail(f"{owner}, who owns {BROADCAST_FUNCTION}, may not INSERT into {schema.REALTIME_MESSAGES}: "
                "realtime.send() loses every message (a WARNING only)",
                f"GRANT INSERT ON TABLE {schema.REALTIME_MESSAGES} TO {role}")
+    if insert:
+        _check_row_security(ctx, f, owner, role)
     partition = _probe_partition(ctx, f)
     found = (f"{trigger}: AFTER UPDATE FOR EACH ROW, enabled; sends event '{schema.BROADCAST_EVENT}' "
              f"to topic '{schema.BROADCAST_TOPIC}' as {owner}, who may insert into "
              f"{schema.REALTIME_MESSAGES}; now() goes to {partition}")
     return f.result(found)
+
+
+def _check_row_security(ctx: Context, f: Findings, owner: str, role: str) -> None:
+    """Real Realtime turns row level security on for realtime.messages with no
+    INSERT policy: a function owner that is neither a superuser, nor BYPASSRLS,
+    nor the table's owner has every insert refused, and realtime.send() makes
+    that a WARNING. (Supabase's postgres has BYPASSRLS.)"""
+    held = one(ctx.conn, """
+        SELECT c.relrowsecurity
+               AND NOT (r.rolsuper OR r.rolbypassrls OR (c.relowner = r.oid AND NOT c.relforcerowsecurity))
+               AND NOT EXISTS (
+                 SELECT 1 FROM pg_policy p
+                  WHERE p.polrelid = c.oid AND p.polpermissive AND p.polcmd IN ('a', '*')
+                    AND (p.polroles = '{0}' OR EXISTS (SELECT 1 FROM unnest(p.polroles) AS g(oid)
+                                                      WHERE pg_has_role(r.oid, g.oid, 'MEMBER'))))
+          FROM pg_class c, pg_roles r
+         WHERE c.oid = to_regclass(%s) AND r.rolname = %s""", [schema.REALTIME_MESSAGES, owner])
+    if held and held[0]:
+        topic = quote_literal(ctx.conn, schema.BROADCAST_TOPIC)
+        f.fail(f"row level security on {schema.REALTIME_MESSAGES} lets {owner}, who owns "
+               f"{BROADCAST_FUNCTION}, insert nothing: realtime.send() loses every message (a WARNING only)",
+               f"CREATE POLICY {ctx.ident(schema.BROADCAST_SEND_POLICY)} ON {schema.REALTIME_MESSAGES} "
+               f"FOR INSERT TO {role} WITH CHECK (topic = {topic} AND extension = 'broadcast')")
 
 
 def _probe_partition(ctx: Context, f: Findings) -> str | None:
