@@ -134,11 +134,16 @@ def migrate_sql(
         str | None, typer.Option("--to", help="End revision (default: head for up, base for down).")
     ] = None,
     lock_timeout: LockTimeoutOpt = DEFAULT_LOCK_TIMEOUT,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Say on stderr what the script holds.")
+    ] = False,
     *, env,
 ) -> int:
     """Print the migrations as SQL, for Supabase's SQL editor or psql (no database needed).
 
-    Same effect as `migrate up`/`down`, revision bookkeeping included.
+    Same effect as `migrate up`/`down`, revision bookkeeping included. The up
+    script is one transaction that may be run twice (the second run changes
+    nothing); it refuses a database at a revision outside --from..--to.
 
     Example: genisss migrate sql up > genisss.sql
     """
@@ -147,5 +152,5 @@ def migrate_sql(
 
     if direction not in ("up", "down"):
         raise typer.BadParameter("must be up or down", param_hint="DIRECTION")
-    render.show(migrate.sql(direction, start, end, lock_timeout), env)
+    render.show(migrate.sql(direction, start, end, lock_timeout, verbose), env)
     return Exit.OK

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from genisss_cli.core import migrate
-from genisss_cli.render.out import emit_json, key_values, print_line, table, write
+from genisss_cli.render.out import emit_json, key_values, print_line, say, table, write
 from genisss_cli.render.registry import json_view, text_view
 
 
@@ -35,6 +35,8 @@ def sql_plan_text(env, plan) -> None:
 @text_view(migrate.Script)
 def script_text(env, script) -> None:
     write(env, script.sql)
+    for line in script.log:  # -v: on stderr, so that the SQL on stdout stays a script
+        say(env, line)
 
 
 @json_view(migrate.Status)
