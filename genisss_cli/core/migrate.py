@@ -175,7 +175,7 @@ def _run(database: dbmod.Database, verb: str, target: str, lock_timeout: float) 
         except (CommandError, AssertionError) as exc:  # Alembic asserts on "", "@", "head+1"
             raise _unknown(target, exc) from None
         except Exception as exc:
-            raise _migration_error(exc, lock_timeout) from None
+            raise migration_error(exc, lock_timeout) from None
         after = _current(conn)
     before = (steps[0][0] or (None,))[0] if steps else after
     return result(database.where, before, after, [s[2] for s in steps], list(notices))
@@ -207,7 +207,7 @@ def _current(conn) -> str | None:
         raw.rollback()
 
 
-def _migration_error(exc: Exception, lock_timeout: float) -> GenisssError:
+def migration_error(exc: Exception, lock_timeout: float) -> GenisssError:
     from psycopg import errors
     from sqlalchemy.exc import DBAPIError
 

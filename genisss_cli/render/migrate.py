@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from genisss_cli.core import migrate
+from genisss_cli.core import migrate, repair
 from genisss_cli.render.out import emit_json, key_values, print_line, say, table, write
 from genisss_cli.render.registry import json_view, text_view
 
@@ -87,3 +87,45 @@ def downgrade_plan_text(env, plan) -> None:
     key_values(env, "migrate down", pairs)
     if not plan.reverts:
         print_line(env, "nothing to roll back")
+
+
+def _changes_table(env, title: str, changes) -> None:
+    table(env, title, ["object", "name", "change"],
+          [[c.kind, c.name, c.change + (f" ({', '.join(c.aspects)})" if c.aspects else "")]
+           for c in changes])
+
+
+@json_view(repair.Repaired)
+def repaired_json(env, result) -> None:
+    emit_json(env, {**dataclasses.asdict(result), "changed": result.changed})
+
+
+@text_view(repair.Repaired)
+def repaired_text(env, result) -> None:
+    for note in result.notices:
+        print_line(env, f"[yellow]skipped:[/] {note}")
+    if not result.changes:
+        print_line(env, f"{result.database}: nothing to repair, the schema has all of {result.revision}")
+        return
+    done = "repaired" if result.applied else "would repair (dry run)"
+    _changes_table(env, f"{result.database}: {done} at {result.revision}", result.changes)
+    if not result.applied:
+        print_line(env, "nothing was changed; run: genisss migrate repair --yes")
+
+
+@json_view(repair.Stamp)
+def stamp_json(env, result) -> None:
+    emit_json(env, {**dataclasses.asdict(result), "matches": result.matches})
+
+
+@text_view(repair.Stamp)
+def stamp_text(env, result) -> None:
+    if result.differences:
+        _changes_table(env, f"{result.database}: {result.target}'s statements would change",
+                       result.differences)
+    else:
+        print_line(env, f"{result.database}: the schema matches {result.target}")
+    if result.stamped:
+        forced = " [yellow](forced: the schema does not match)[/]" if result.forced else ""
+        print_line(env, f"{result.database}: recorded {result.target} "
+                   f"(was {result.current or 'none'}){forced}")
