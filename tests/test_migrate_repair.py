@@ -1,4 +1,4 @@
-"""`migrate repair` and `migrate stamp`, through the CLI on real PostgreSQL."""
+"""`migrate repair`, `migrate stamp` and adoption's report, through the CLI on real PostgreSQL."""
 
 import json
 
@@ -115,7 +115,8 @@ def test_stamp_records_a_matching_revision_and_refuses_a_mismatch(migrated_db, g
 
 def test_stamp_secures_the_version_table_it_creates(supabase_db, genisss):
     db = supabase_db
-    db.execute(HAND_APPLIED_033.replace("CREATE TABLE user_stories", "CREATE TABLE IF NOT EXISTS user_stories"))
+    db.execute(HAND_APPLIED_033.replace("CREATE TABLE user_stories",
+                                        "CREATE TABLE IF NOT EXISTS user_stories"))
     assert genisss("migrate", "stamp", schema.REALTIME, "--yes", dsn=db.dsn).code == 5
     r = genisss("migrate", "stamp", schema.REALTIME, "--yes", "--force", dsn=db.dsn)
     assert r.code == 0, r.err
@@ -133,3 +134,33 @@ def test_stamp_completes_revisions(genisss):
     words = "genisss migrate stamp 03"
     r = genisss(env={"_GENISSS_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": "3"})
     assert r.out.split() == [rev for rev in schema.REVISIONS if rev.startswith("03")]
+
+
+def test_adoption_reports_what_it_found_added_and_replaced(fresh_db, genisss):
+    fresh_db.execute(HAND_APPLIED_033)
+    r = genisss("migrate", "up", "--json", dsn=fresh_db.dsn)
+    assert r.code == 0, r.err
+    adopted = json.loads(r.out)["adopted"]
+    assert "table global_stats" in adopted["found"]
+    assert "function increment_story_counter()" in adopted["found"]
+    added = {(c["kind"], c["name"]) for c in adopted["added"]}
+    assert {("column", "global_stats.last_audio_at"), ("function", "increment_audio_counter()"),
+            ("trigger", "global_stats_notify on global_stats"),
+            ("constraint", "global_stats global_stats_singleton")} <= added
+    replaced = {c["name"]: c["aspects"] for c in adopted["replaced"]}
+    assert "definition" in replaced["increment_story_counter()"]  # it returned void
+    assert "row level security" in replaced["global_stats"]
+    assert adopted["removed"] == []
+    assert fresh_db.scalar("SELECT total_stories FROM global_stats") == 1323  # kept
+
+
+def test_adoption_table_fits_80_columns(fresh_db, genisss):
+    fresh_db.execute(HAND_APPLIED_033)
+    r = genisss("migrate", "up", dsn=fresh_db.dsn, env={"COLUMNS": "80"})
+    assert r.code == 0, r.err
+    assert "Adopted a hand-applied schema" in r.out and "found 14 objects" in r.out
+    assert "increment_audio_counter()" in r.out and "global_stats.last_audio_at" in r.out
+    assert max(len(line) for line in r.out.splitlines() if "│" in line) <= 80
+    # a database migrated by genisss is not "adopted" again
+    r = genisss("migrate", "up", "--json", dsn=fresh_db.dsn)
+    assert json.loads(r.out)["adopted"] is None

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from genisss_cli.conn import db as dbmod
-from genisss_cli.core import schema
+from genisss_cli.core import catalog, schema
 from genisss_cli.errors import Exit, GenisssError
 from genisss_cli.errors import lock_timeout as lock_timed_out
 
@@ -42,7 +42,7 @@ def run_online(context, config) -> None:
     connection = config.attributes.get("connection")
     if connection is not None:
         _migrate(context, connection, config.attributes.get("lock_timeout", DEFAULT_LOCK_TIMEOUT),
-                 config.attributes.get("steps"))
+                 config.attributes.get("steps"), config.attributes.get("adoption"))
         return
     # Plain `alembic` from the repository: the same database genisss would use.
     from genisss_cli.env import Env
@@ -53,7 +53,8 @@ def run_online(context, config) -> None:
         _migrate(context, connection, DEFAULT_LOCK_TIMEOUT, None)
 
 
-def _migrate(context, connection, lock_timeout: float, steps: list | None) -> None:
+def _migrate(context, connection, lock_timeout: float, steps: list | None,
+             adoption: dict | None = None) -> None:
     def record(ctx, step, heads, run_args):
         if steps is not None:  # what this process ran, after it held the lock
             steps.append((step.source_revision_ids, step.destination_revision_ids, step.up_revision_id))
@@ -63,8 +64,15 @@ def _migrate(context, connection, lock_timeout: float, steps: list | None) -> No
     with context.begin_transaction():
         _guard(context, lock_timeout)
         # Under the lock, before Alembic looks the revision up in its scripts.
-        schema.known_revision(connection.connection.driver_connection)
+        raw = connection.connection.driver_connection
+        current = schema.known_revision(raw)
+        adopting = adoption is not None and current is None and raw.execute(
+            "SELECT to_regclass(%s) IS NOT NULL", [schema.TABLE]).fetchone()[0]
+        if adopting:  # a hand-applied schema: what it had, to say what changed
+            adoption["before"] = catalog.snapshot(raw)
         context.run_migrations()
+        if adopting:
+            adoption["after"] = catalog.snapshot(raw)
 
 
 def _guard(context, lock_timeout: float) -> None:
@@ -118,12 +126,30 @@ class engine:
 
 
 @dataclass
+class Adoption:
+    """What `migrate up` found of a hand-applied schema (no alembic_version),
+    and what it added and replaced there."""
+
+    found: list[str]
+    added: list[catalog.Change]
+    replaced: list[catalog.Change]
+    removed: list[catalog.Change]
+
+    @classmethod
+    def of(cls, before: catalog.Snapshot, after: catalog.Snapshot) -> Adoption:
+        changes = catalog.diff(before, after)
+        return cls(catalog.names(before), *([c for c in changes if c.change == kind]
+                                            for kind in ("added", "replaced", "removed")))
+
+
+@dataclass
 class MigrateResult:
     database: str
     before: str | None
     after: str | None
     applied: list[str] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
+    adopted: Adoption | None = None  # where up adopted a hand-applied schema
 
     @property
     def changed(self) -> bool:
@@ -165,11 +191,13 @@ def _run(database: dbmod.Database, verb: str, target: str, lock_timeout: float) 
 
     cfg = alembic_config()
     steps: list = []
+    adoption: dict = {}
     from genisss_cli.conn import blockers
 
     with engine(database) as (eng, notices), eng.connect() as conn, \
             blockers.watch(database, conn.connection.driver_connection, lock_timeout):
-        cfg.attributes.update(connection=conn, lock_timeout=lock_timeout, steps=steps)
+        cfg.attributes.update(connection=conn, lock_timeout=lock_timeout, steps=steps,
+                              adoption=adoption if verb == "upgrade" else None)
         try:
             getattr(command, verb)(cfg, target)
         except (CommandError, AssertionError) as exc:  # Alembic asserts on "", "@", "head+1"
@@ -178,7 +206,8 @@ def _run(database: dbmod.Database, verb: str, target: str, lock_timeout: float) 
             raise migration_error(exc, lock_timeout) from None
         after = _current(conn)
     before = (steps[0][0] or (None,))[0] if steps else after
-    return result(database.where, before, after, [s[2] for s in steps], list(notices))
+    adopted = Adoption.of(adoption["before"], adoption["after"]) if "after" in adoption else None
+    return result(database.where, before, after, [s[2] for s in steps], list(notices), adopted)
 
 
 def _unknown(target: str, exc: Exception) -> GenisssError:

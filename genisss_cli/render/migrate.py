@@ -22,6 +22,8 @@ def result_text(env, result) -> None:
     if not result.changed:
         print_line(env, f"{result.database}: already at {result.after or 'base'}, nothing to do")
         return
+    if result.adopted is not None:
+        _adoption_table(env, result.adopted)
     steps = ", ".join(result.applied) or "-"
     print_line(env, f"{result.database}: {verb} {result.before or 'base'} -> {result.after or 'base'} "
                f"[dim](ran: {steps})[/]")
@@ -89,10 +91,13 @@ def downgrade_plan_text(env, plan) -> None:
         print_line(env, "nothing to roll back")
 
 
+def _change_rows(changes) -> list[list[str]]:
+    return [[c.kind, c.name, c.change + (f" ({', '.join(c.aspects)})" if c.aspects else "")]
+            for c in changes]
+
+
 def _changes_table(env, title: str, changes) -> None:
-    table(env, title, ["object", "name", "change"],
-          [[c.kind, c.name, c.change + (f" ({', '.join(c.aspects)})" if c.aspects else "")]
-           for c in changes])
+    table(env, title, ["object", "name", "change"], _change_rows(changes))
 
 
 @json_view(repair.Repaired)
@@ -129,3 +134,10 @@ def stamp_text(env, result) -> None:
         forced = " [yellow](forced: the schema does not match)[/]" if result.forced else ""
         print_line(env, f"{result.database}: recorded {result.target} "
                    f"(was {result.current or 'none'}){forced}")
+
+
+def _adoption_table(env, a) -> None:
+    rows = _change_rows([*a.added, *a.replaced, *a.removed])
+    kept = len(a.found) - len(a.replaced) - len(a.removed)
+    table(env, "Adopted a hand-applied schema", ["object", "name", "change"], rows,
+          caption=f"found {len(a.found)} objects; kept {kept} as they were")
