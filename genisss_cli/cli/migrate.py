@@ -113,17 +113,16 @@ def migrate_status(*, env) -> int:
 
 @command(migrate_app, "history")
 def migrate_history(*, env) -> int:
-    """The migrations genisss knows, oldest first (reads no database); with
-    --database-url, which one that database is at.
+    """The migrations genisss knows, oldest first, and which one the database
+    in use is at (the default database too). Where it cannot be reached the
+    list is still shown, with the reason on stderr.
 
     Example: genisss migrate history
     """
     from genisss_cli import render
-    from genisss_cli.conn import db
     from genisss_cli.core import migrate
 
-    database = db.resolve(env) if env.database_url is not None else None
-    render.show(migrate.history(database), env)
+    render.show(migrate.history(env), env)
     return Exit.OK
 
 

@@ -281,6 +281,7 @@ class History:
 
     revisions: list[Revision]
     current: str | None = None
+    unread: str | None = None  # why the current revision could not be read
 
 
 def revisions_known() -> list[Revision]:
@@ -291,9 +292,17 @@ def revisions_known() -> list[Revision]:
     return list(reversed(revs))
 
 
-def history(database=None) -> History:
-    """What `migrate history` shows; the current revision where a database is given."""
-    return History(revisions_known(), status(database).current if database is not None else None)
+def history(env) -> History:
+    """What `migrate history` shows, and the current revision of the database
+    in use (the default one too). Where that database cannot be reached the
+    list is still shown; a revision newer than this genisss is refused."""
+    revs = revisions_known()
+    try:
+        return History(revs, status(dbmod.resolve(env)).current)
+    except GenisssError as exc:
+        if exc.code not in (Exit.CONNECT, Exit.EMBEDDED, Exit.CONFIG, Exit.TIMEOUT):
+            raise
+        return History(revs, None, str(exc))
 
 
 def ordered_revisions() -> list[str]:

@@ -66,13 +66,23 @@ def status_text(env, st) -> None:
 @json_view(migrate.History)
 def history_json(env, h) -> None:
     emit_json(env, [{**dataclasses.asdict(r), "current": r.revision == h.current} for r in h.revisions])
+    _unread(env, h)
+
+
+def _unread(env, h) -> None:
+    if h.unread:  # on stderr, so that stdout stays the list
+        say(env, f"current revision unknown: {h.unread}")
 
 
 @text_view(migrate.History)
 def history_text(env, h) -> None:
-    rows = [[r.revision, r.down_revision or "base", r.doc, "*" if r.revision == h.current else ""]
+    # Each revises the one above (--json has down_revision): the revision ids
+    # stay whole at 80 columns, the description wraps.
+    rows = [[r.revision, "*" if r.revision == h.current else "", r.doc.removeprefix(f"{r.revision}: ")]
             for r in h.revisions]
-    table(env, "Migrations (oldest first)", ["revision", "revises", "what", "current"], rows)
+    table(env, "Migrations (oldest first, each revising the one above)", ["revision", "current", "what"],
+          rows, whole=("revision",))
+    _unread(env, h)
 
 
 @text_view(migrate.DowngradePlan)
@@ -97,7 +107,7 @@ def _change_rows(changes) -> list[list[str]]:
 
 
 def _changes_table(env, title: str, changes) -> None:
-    table(env, title, ["object", "name", "change"], _change_rows(changes))
+    table(env, title, ["object", "name", "change"], _change_rows(changes), whole=("object",))
 
 
 @json_view(repair.Repaired)
@@ -139,5 +149,5 @@ def stamp_text(env, result) -> None:
 def _adoption_table(env, a) -> None:
     rows = _change_rows([*a.added, *a.replaced, *a.removed])
     kept = len(a.found) - len(a.replaced) - len(a.removed)
-    table(env, "Adopted a hand-applied schema", ["object", "name", "change"], rows,
+    table(env, "Adopted a hand-applied schema", ["object", "name", "change"], rows, whole=("object",),
           caption=f"found {len(a.found)} objects; kept {kept} as they were")
