@@ -37,6 +37,9 @@ def test_history_lists_the_revisions_when_the_database_is_unreachable(genisss):
     assert [row["revision"] for row in json.loads(r.out)] == list(schema.REVISIONS)
     assert _current(r.out) == []
     assert r.err.startswith("genisss: current revision unknown: ") and "secret" not in r.err
+    # named with -d, the database is what was asked for: exit 4, as every command
+    r = genisss("migrate", "history", dsn="postgresql://u:secret@127.0.0.1:1/x")
+    assert r.code == 4 and r.out == "" and "secret" not in r.err
 
 
 def _fits(out: str, width: int = 80) -> None:

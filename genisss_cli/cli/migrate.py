@@ -114,8 +114,8 @@ def migrate_status(*, env) -> int:
 @command(migrate_app, "history")
 def migrate_history(*, env) -> int:
     """The migrations genisss knows, oldest first, and which one the database
-    in use is at (the default database too). Where it cannot be reached the
-    list is still shown, with the reason on stderr.
+    in use is at (the default database too). Where the default database (no
+    -d) cannot be reached the list is still shown, with the reason on stderr.
 
     Example: genisss migrate history
     """

@@ -294,13 +294,14 @@ def revisions_known() -> list[Revision]:
 
 def history(env) -> History:
     """What `migrate history` shows, and the current revision of the database
-    in use (the default one too). Where that database cannot be reached the
-    list is still shown; a revision newer than this genisss is refused."""
+    in use (the default one too). Where the default database (no -d) cannot
+    be reached the list is still shown; one named with -d fails as in every
+    command, and a revision newer than this genisss is refused."""
     revs = revisions_known()
     try:
         return History(revs, status(dbmod.resolve(env)).current)
     except GenisssError as exc:
-        if exc.code not in (Exit.CONNECT, Exit.EMBEDDED, Exit.CONFIG, Exit.TIMEOUT):
+        if env.database_url is not None or exc.code not in (Exit.CONNECT, Exit.EMBEDDED, Exit.TIMEOUT):
             raise
         return History(revs, None, str(exc))
 
