@@ -1,6 +1,7 @@
 """`migrate repair`, `migrate stamp` and adoption's report, through the CLI on real PostgreSQL."""
 
 import json
+import re
 
 from conftest import install_realtime
 from test_migrate import HAND_APPLIED_033, catalog
@@ -43,7 +44,7 @@ def test_repair_dry_run_then_yes_recreates_and_keeps_the_counters(supabase_migra
 
     r = genisss("migrate", "repair", "--yes", dsn=db.dsn)
     assert r.code == 0, r.err
-    assert "repaired at " + schema.HEAD in r.out and "increment_audio_counter()" in r.out
+    assert "repaired at " + schema.HEAD in " ".join(r.out.split()) and "increment_audio_counter()" in r.out
     repaired = catalog(db.dsn)
     assert repaired["row"] == [("singleton", 4, 2)]  # every counter kept
     assert {k: v for k, v in repaired.items() if k != "row"} == \
@@ -158,7 +159,9 @@ def test_adoption_table_fits_80_columns(fresh_db, genisss):
     fresh_db.execute(HAND_APPLIED_033)
     r = genisss("migrate", "up", dsn=fresh_db.dsn, env={"COLUMNS": "80"})
     assert r.code == 0, r.err
-    assert "Adopted a hand-applied schema" in r.out and "found 14 objects" in r.out
+    assert "Adopted a hand-applied schema" in r.out
+    # how many depends on the server (PostgreSQL 18 lists NOT NULL as constraints)
+    assert re.search(r"found \d+ objects; kept \d+ as they were", r.out)
     assert "increment_audio_counter()" in r.out and "global_stats.last_audio_at" in r.out
     assert max(len(line) for line in r.out.splitlines() if "│" in line) <= 80
     # a database migrated by genisss is not "adopted" again
