@@ -44,6 +44,8 @@ COMMAND_ARGS: dict[str, list[list[str]]] = {
     "migrate status": [[], ["--json"]],
     "migrate history": [[], ["--json"]],
     "migrate sql": [[], ["down"]],
+    "migrate repair": [[], ["--json"]],
+    "migrate stamp": [["head"], ["head", "--json"]],
     "db url": [[], ["--json"]],
     "db psql": [["--", "-c", "select 1"]],
     "db start": [[]],

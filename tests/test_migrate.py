@@ -307,13 +307,14 @@ NEWER_COMMANDS = [
     ("migrate", "status"), ("migrate", "history"), ("migrate", "up"), ("migrate", "up", "--dry-run"),
     ("migrate", "up", schema.REALTIME), ("migrate", "down", "--yes"), ("migrate", "down", "base", "--yes"),
     ("migrate", "down", "--dry-run"), ("drift",), ("sync",), ("sync", "--if-drift"),
-    ("watch", "--timeout", "1"),
+    ("watch", "--timeout", "1"), ("status",), ("bump", "story"), ("bump", "audio", "--count", "5"),
 ]
 
 
 def _shape(db) -> tuple:
     return (db.scalar("SELECT version_num FROM alembic_version"),
             db.scalar("SELECT total_stories FROM global_stats"),
+            db.scalar("SELECT total_audio_generations FROM global_stats"),
             db.scalar("SELECT count(*) FROM pg_trigger WHERE tgname = 'global_stats_notify' "
                       "AND tgqual IS NOT NULL"),
             db.scalar("SELECT count(*) FROM pg_proc WHERE proname LIKE '%_counter'"))
@@ -333,7 +334,8 @@ def test_a_newer_database_is_refused_by_every_command_and_left_alone(migrated_db
         assert r.err.strip().splitlines() == [
             f"genisss: error: {NEWER_TEXT} (upgrade genisss; nothing was changed)"], (args, r.output)
         assert _shape(migrated_db) == before, args
-    for args in (("migrate", "status"), ("migrate", "up"), ("drift",), ("sync",)):
+    for args in (("migrate", "status"), ("migrate", "up"), ("drift",), ("sync",), ("status",),
+                 ("bump", "story")):
         r = genisss(*args, "--json", dsn=migrated_db.dsn)
         assert r.code == 5 and r.out == "", (args, r.output)
         assert json.loads(r.err) == {"error": NEWER_TEXT, "exit": 5,

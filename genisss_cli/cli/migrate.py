@@ -1,4 +1,4 @@
-"""genisss migrate up|down|status|history|sql."""
+"""genisss migrate up|down|status|history|sql|repair|stamp."""
 
 from typing import Annotated
 
@@ -18,6 +18,9 @@ def complete_up_target(incomplete: str) -> list[str]:
 
 def complete_down_target(incomplete: str) -> list[str]:
     return [t for t in ("-1", "base", *REVISIONS) if t.startswith(incomplete)]
+
+
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask; for scripts.")]
 
 
 @command(migrate_app, "up")
@@ -110,17 +113,16 @@ def migrate_status(*, env) -> int:
 
 @command(migrate_app, "history")
 def migrate_history(*, env) -> int:
-    """The migrations genisss knows, oldest first (reads no database); with
-    --database-url, which one that database is at.
+    """The migrations genisss knows, oldest first, and which one the database
+    in use is at (the default database too). Where the default database (no
+    -d) cannot be reached the list is still shown, with the reason on stderr.
 
     Example: genisss migrate history
     """
     from genisss_cli import render
-    from genisss_cli.conn import db
     from genisss_cli.core import migrate
 
-    database = db.resolve(env) if env.database_url is not None else None
-    render.show(migrate.history(database), env)
+    render.show(migrate.history(env), env)
     return Exit.OK
 
 
@@ -134,11 +136,16 @@ def migrate_sql(
         str | None, typer.Option("--to", help="End revision (default: head for up, base for down).")
     ] = None,
     lock_timeout: LockTimeoutOpt = DEFAULT_LOCK_TIMEOUT,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Say on stderr what the script holds.")
+    ] = False,
     *, env,
 ) -> int:
     """Print the migrations as SQL, for Supabase's SQL editor or psql (no database needed).
 
-    Same effect as `migrate up`/`down`, revision bookkeeping included.
+    Same effect as `migrate up`/`down`, revision bookkeeping included. The up
+    script is one transaction that may be run twice (the second run changes
+    nothing); it refuses a database at a revision outside --from..--to.
 
     Example: genisss migrate sql up > genisss.sql
     """
@@ -147,5 +154,77 @@ def migrate_sql(
 
     if direction not in ("up", "down"):
         raise typer.BadParameter("must be up or down", param_hint="DIRECTION")
-    render.show(migrate.sql(direction, start, end, lock_timeout), env)
+    render.show(migrate.sql(direction, start, end, lock_timeout, verbose), env)
+    return Exit.OK
+
+
+@command(migrate_app, "repair")
+def migrate_repair(
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Repair; without it, only show what it would do.")
+    ] = False,
+    lock_timeout: LockTimeoutOpt = DEFAULT_LOCK_TIMEOUT,
+    *, env,
+) -> int:
+    """Re-create what the current revision should have and does not: functions,
+    triggers, the singleton row, grants, the policy, publication membership,
+    035's broadcast trigger once realtime.send() exists. Every counter keeps its
+    value; a missing row starts at count(*) of user_stories and 0 audio.
+
+    It runs the migrations' own statements again up to the current revision in
+    one transaction under the migrate lock and lists what that changed. Without
+    --yes it rolls back: a dry run, exit 1 when something needs repair.
+
+    Example: genisss migrate repair --yes
+    """
+    from genisss_cli import render
+    from genisss_cli.conn import db
+    from genisss_cli.core import repair
+
+    result = repair.repair(db.resolve(env), apply=yes, lock_timeout=lock_timeout)
+    render.show(result, env)
+    return Exit.FINDING if result.changed and not result.applied else Exit.OK
+
+
+@command(migrate_app, "stamp")
+def migrate_stamp(
+    target: Annotated[str, typer.Argument(help="Revision to record (or head).",
+                                          autocompletion=complete_up_target)],
+    yes: YesOpt = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Record it even where the schema does not match.")
+    ] = False,
+    lock_timeout: LockTimeoutOpt = DEFAULT_LOCK_TIMEOUT,
+    *, env,
+) -> int:
+    """Record TARGET in alembic_version without running it, once the schema
+    matches it: TARGET's statements, run in a transaction that is rolled back,
+    must change nothing. Otherwise it lists the differences and records
+    nothing (exit 5); --force records it anyway. Asks first; --yes for scripts.
+
+    Example: genisss migrate stamp 036_notify_hint --yes
+    """
+    from genisss_cli import render
+    from genisss_cli.conn import db
+    from genisss_cli.core import info, repair
+
+    database = db.resolve(env)
+    plan = repair.stamp(database, target, write=False, force=force, lock_timeout=lock_timeout)
+    if not plan.matches and not force:
+        render.show(plan, env)
+        raise repair.mismatch(plan)
+    if not yes:
+        if not env.stdin.isatty():
+            raise GenisssError(Exit.USAGE, "migrate stamp rewrites alembic_version and needs a confirmation",
+                               "pass --yes to confirm from a script")
+        render.show(plan, env.replace(json=False))
+        question = f"Record {plan.target} as the database's revision?"
+        if not render.confirm(env, question):
+            render.show(info.Declined(question), env)
+            return Exit.INTERRUPTED
+    result = repair.stamp(database, target, write=True, force=force, lock_timeout=lock_timeout)
+    if not result.stamped:  # the schema changed between the two looks
+        render.show(result, env)
+        raise repair.mismatch(result)
+    render.show(result, env)
     return Exit.OK

@@ -131,10 +131,10 @@ def status(conn, database, publication: str = schema.PUBLICATION) -> Status:
     """Everything about the counter in a few round trips; database is a db.Database."""
     version, has_table, pub_exists, in_pub, now = conn.execute(
         _STATUS_SQL, {"pub": publication}).fetchone()
+    revision = schema.known_revision(conn)  # a newer genisss's schema: refused, as everywhere
     if not has_table:
         raise not_migrated(database.where)
     row = require_row(conn)
-    revision = schema.current_revision(conn)
     return Status(
         total_stories=row.total_stories,
         total_audio_generations=row.total_audio_generations,
@@ -335,6 +335,9 @@ def bump(conn, kind: str, count: int = 1, *, progress: Callable[[int], None] | N
     from psycopg import errors
 
     query = BUMP_SQL[kind]
+    # Once a run, before the first increment: a newer genisss's functions may
+    # count differently (the loop below pays nothing for it).
+    schema.known_revision(conn)
     cur = conn.cursor()
     local_timeout = _bump_lock_timeout(conn, lock_timeout) if lock_timeout is not None else None
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from genisss_cli.conn import db as dbmod
-from genisss_cli.core import schema
+from genisss_cli.core import catalog, schema
 from genisss_cli.errors import Exit, GenisssError
 from genisss_cli.errors import lock_timeout as lock_timed_out
 
@@ -42,7 +42,7 @@ def run_online(context, config) -> None:
     connection = config.attributes.get("connection")
     if connection is not None:
         _migrate(context, connection, config.attributes.get("lock_timeout", DEFAULT_LOCK_TIMEOUT),
-                 config.attributes.get("steps"))
+                 config.attributes.get("steps"), config.attributes.get("adoption"))
         return
     # Plain `alembic` from the repository: the same database genisss would use.
     from genisss_cli.env import Env
@@ -53,7 +53,8 @@ def run_online(context, config) -> None:
         _migrate(context, connection, DEFAULT_LOCK_TIMEOUT, None)
 
 
-def _migrate(context, connection, lock_timeout: float, steps: list | None) -> None:
+def _migrate(context, connection, lock_timeout: float, steps: list | None,
+             adoption: dict | None = None) -> None:
     def record(ctx, step, heads, run_args):
         if steps is not None:  # what this process ran, after it held the lock
             steps.append((step.source_revision_ids, step.destination_revision_ids, step.up_revision_id))
@@ -63,8 +64,15 @@ def _migrate(context, connection, lock_timeout: float, steps: list | None) -> No
     with context.begin_transaction():
         _guard(context, lock_timeout)
         # Under the lock, before Alembic looks the revision up in its scripts.
-        schema.known_revision(connection.connection.driver_connection)
+        raw = connection.connection.driver_connection
+        current = schema.known_revision(raw)
+        adopting = adoption is not None and current is None and raw.execute(
+            "SELECT to_regclass(%s) IS NOT NULL", [schema.TABLE]).fetchone()[0]
+        if adopting:  # a hand-applied schema: what it had, to say what changed
+            adoption["before"] = catalog.snapshot(raw)
         context.run_migrations()
+        if adopting:
+            adoption["after"] = catalog.snapshot(raw)
 
 
 def _guard(context, lock_timeout: float) -> None:
@@ -118,12 +126,30 @@ class engine:
 
 
 @dataclass
+class Adoption:
+    """What `migrate up` found of a hand-applied schema (no alembic_version),
+    and what it added and replaced there."""
+
+    found: list[str]
+    added: list[catalog.Change]
+    replaced: list[catalog.Change]
+    removed: list[catalog.Change]
+
+    @classmethod
+    def of(cls, before: catalog.Snapshot, after: catalog.Snapshot) -> Adoption:
+        changes = catalog.diff(before, after)
+        return cls(catalog.names(before), *([c for c in changes if c.change == kind]
+                                            for kind in ("added", "replaced", "removed")))
+
+
+@dataclass
 class MigrateResult:
     database: str
     before: str | None
     after: str | None
     applied: list[str] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
+    adopted: Adoption | None = None  # where up adopted a hand-applied schema
 
     @property
     def changed(self) -> bool:
@@ -150,9 +176,11 @@ class SqlPlan:
 
 @dataclass
 class Script:
-    """`migrate sql`: SQL for Supabase's SQL editor or psql."""
+    """`migrate sql`: SQL for Supabase's SQL editor or psql; log, with -v, says
+    on stderr what it holds."""
 
     sql: str
+    log: list[str] = field(default_factory=list)
 
 
 def _run(database: dbmod.Database, verb: str, target: str, lock_timeout: float) -> MigrateResult:
@@ -163,20 +191,23 @@ def _run(database: dbmod.Database, verb: str, target: str, lock_timeout: float) 
 
     cfg = alembic_config()
     steps: list = []
+    adoption: dict = {}
     from genisss_cli.conn import blockers
 
     with engine(database) as (eng, notices), eng.connect() as conn, \
             blockers.watch(database, conn.connection.driver_connection, lock_timeout):
-        cfg.attributes.update(connection=conn, lock_timeout=lock_timeout, steps=steps)
+        cfg.attributes.update(connection=conn, lock_timeout=lock_timeout, steps=steps,
+                              adoption=adoption if verb == "upgrade" else None)
         try:
             getattr(command, verb)(cfg, target)
         except (CommandError, AssertionError) as exc:  # Alembic asserts on "", "@", "head+1"
             raise _unknown(target, exc) from None
         except Exception as exc:
-            raise _migration_error(exc, lock_timeout) from None
+            raise migration_error(exc, lock_timeout) from None
         after = _current(conn)
     before = (steps[0][0] or (None,))[0] if steps else after
-    return result(database.where, before, after, [s[2] for s in steps], list(notices))
+    adopted = Adoption.of(adoption["before"], adoption["after"]) if "after" in adoption else None
+    return result(database.where, before, after, [s[2] for s in steps], list(notices), adopted)
 
 
 def _unknown(target: str, exc: Exception) -> GenisssError:
@@ -205,7 +236,7 @@ def _current(conn) -> str | None:
         raw.rollback()
 
 
-def _migration_error(exc: Exception, lock_timeout: float) -> GenisssError:
+def migration_error(exc: Exception, lock_timeout: float) -> GenisssError:
     from psycopg import errors
     from sqlalchemy.exc import DBAPIError
 
@@ -250,6 +281,7 @@ class History:
 
     revisions: list[Revision]
     current: str | None = None
+    unread: str | None = None  # why the current revision could not be read
 
 
 def revisions_known() -> list[Revision]:
@@ -260,9 +292,18 @@ def revisions_known() -> list[Revision]:
     return list(reversed(revs))
 
 
-def history(database=None) -> History:
-    """What `migrate history` shows; the current revision where a database is given."""
-    return History(revisions_known(), status(database).current if database is not None else None)
+def history(env) -> History:
+    """What `migrate history` shows, and the current revision of the database
+    in use (the default one too). Where the default database (no -d) cannot
+    be reached the list is still shown; one named with -d fails as in every
+    command, and a revision newer than this genisss is refused."""
+    revs = revisions_known()
+    try:
+        return History(revs, status(dbmod.resolve(env)).current)
+    except GenisssError as exc:
+        if env.database_url is not None or exc.code not in (Exit.CONNECT, Exit.EMBEDDED, Exit.TIMEOUT):
+            raise
+        return History(revs, None, str(exc))
 
 
 def ordered_revisions() -> list[str]:
@@ -274,13 +315,25 @@ def dry_run_up(database, target: str, lock_timeout: float) -> SqlPlan:
     st = status(database)
     if not st.pending:
         check_target(target)  # "nothing to apply" only for a real revision
-    text = sql("up", st.current, target, lock_timeout).sql if st.pending else ""
+    text = up_script(st.current, target, lock_timeout) if st.pending else ""
     return SqlPlan(st.database, st.current, st.pending, text)
 
 
 def sql(direction: str, start: str | None = None, end: str | None = None,
-        lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> Script:
-    """The SQL Alembic would run, for Supabase's SQL editor (offline mode)."""
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT, verbose: bool = False) -> Script:
+    """The SQL for Supabase's SQL editor or psql. Up is genisss's own script
+    (rerunnable, see up_script); down is Alembic's offline mode."""
+    if direction == "up":
+        start = None if start == "base" else start
+        text = up_script(start, end or "head", lock_timeout)
+        log = []
+        if verbose:
+            counts: dict[str, int] = {}
+            for rev, _ in upgrade_statements(start, end or "head"):
+                counts[rev] = counts.get(rev, 0) + 1
+            log = [f"{rev}: {n} statement{'s' * (n != 1)}" for rev, n in counts.items()]
+            log.append(f"then {schema.VERSION_TABLE} is set to {resolve_revision(end or 'head')}")
+        return Script(text, log)
     from alembic.util import CommandError
 
     from alembic import command
@@ -288,15 +341,88 @@ def sql(direction: str, start: str | None = None, end: str | None = None,
     buf = io.StringIO()
     cfg = alembic_config(buf)
     cfg.attributes["lock_timeout"] = lock_timeout
-    if direction == "up":
-        rng = f"{start}:{end or 'head'}" if start else (end or "head")
-    else:
-        rng = f"{start or schema.HEAD}:{end or 'base'}"
+    rng = f"{start or schema.HEAD}:{end or 'base'}"
     try:
-        getattr(command, "upgrade" if direction == "up" else "downgrade")(cfg, rng, sql=True)
+        command.downgrade(cfg, rng, sql=True)
     except (CommandError, AssertionError, ValueError) as exc:  # ValueError: "a:b:c"
         raise _unknown(rng, exc) from None
     return Script(buf.getvalue())
+
+
+def resolve_revision(name: str) -> str:
+    """A revision's id from what the user typed (an id, "head"), or a usage error."""
+    from alembic.script import ScriptDirectory
+    from alembic.util import CommandError
+
+    try:
+        rev = ScriptDirectory.from_config(alembic_config()).get_revision(name)
+    except (CommandError, AssertionError, ValueError) as exc:
+        raise _unknown(name, exc) from None
+    if rev is None:  # "base"
+        raise _unknown(name, CommandError(f"{name!r} is no revision to upgrade to"))
+    return rev.revision
+
+
+def upgrade_statements(start: str | None, end: str) -> list[tuple[str, str]]:
+    """(revision, statement) for every revision after start up to end, oldest
+    first: each migration's UPGRADE list, the text `migrate up` runs. Every
+    statement is idempotent, so that repair, stamp and a rerun script may run
+    them over a schema that has them already."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(alembic_config())
+    order = ordered_revisions()
+    first = order.index(resolve_revision(start)) + 1 if start else 0
+    last = order.index(resolve_revision(end))
+    if first > last + 1:
+        raise GenisssError(Exit.USAGE, f"--from {start} is after --to {end}", "see: genisss migrate history")
+    return [(rev, statement) for rev in order[first : last + 1]
+            for statement in script.get_revision(rev).module.UPGRADE]
+
+
+# Alembic's own version table, as its online mode creates it.
+VERSION_TABLE_DDL = (f"CREATE TABLE IF NOT EXISTS {schema.VERSION_TABLE} (version_num varchar(32) NOT NULL, "
+                     "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))")
+
+
+def up_script(start: str | None, end: str, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> str:
+    """`migrate sql up`: one transaction that psql can run twice. The upgrades
+    are idempotent; the version is set, not moved from one value to the next as
+    Alembic's offline script does (which fails on a second run); and a database
+    at a revision outside start..end is refused before anything changes."""
+    statements = upgrade_statements(start, end)
+    order = ordered_revisions()
+    end_rev = resolve_revision(end)
+    lo = order.index(resolve_revision(start)) if start else 0
+    accepted = order[lo : order.index(end_rev) + 1]
+    allowed = ", ".join(f"'{r}'" for r in ([""] if start is None else []) + accepted)
+    lines = [
+        f"-- genisss migrate sql up: {start or 'base'} -> {end_rev}. Safe to run twice.",
+        "BEGIN;",
+        f"SET LOCAL lock_timeout = '{int(lock_timeout * 1000)}ms';",
+        f"DO $$ BEGIN PERFORM pg_advisory_xact_lock({schema.MIGRATE_LOCK}); END $$;",
+        VERSION_TABLE_DDL + ";",
+        "DO $$\nDECLARE\n"
+        f"  v text := coalesce((SELECT version_num FROM {schema.VERSION_TABLE} LIMIT 1), '');\n"
+        f"BEGIN\n  IF v <> ALL (ARRAY[{allowed}]) THEN\n"
+        "    RAISE EXCEPTION 'genisss: the database is at %, outside this script''s range "
+        f"({start or 'base'} to {end_rev}): nothing was changed', coalesce(nullif(v, ''), 'base');\n"
+        "  END IF;\nEND\n$$;",
+    ]
+    shown = None
+    for rev, statement in statements:
+        if rev != shown:
+            lines.append(f"\n-- {rev}")
+            shown = rev
+        lines.append(statement.strip() + ";")
+    lines += [
+        "",
+        f"DELETE FROM {schema.VERSION_TABLE};",
+        f"INSERT INTO {schema.VERSION_TABLE} (version_num) VALUES ('{end_rev}');",
+        "COMMIT;",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 @dataclass

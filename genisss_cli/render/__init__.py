@@ -22,6 +22,7 @@ __all__ = ["bump_progress", "confirm", "mask_text", "say", "show", "show_error",
 # use: an error or a --json line does not pay for the views it does not show.
 _VIEWS_OF = {
     "genisss_cli.core.migrate": "genisss_cli.render.migrate",
+    "genisss_cli.core.repair": "genisss_cli.render.migrate",
     "genisss_cli.core.capacity": "genisss_cli.render.capacity",
     "genisss_cli.core.counters": "genisss_cli.render.counters",
     "genisss_cli.core.checks.model": "genisss_cli.render.check",

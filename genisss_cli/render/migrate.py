@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from genisss_cli.core import migrate
-from genisss_cli.render.out import emit_json, key_values, print_line, table, write
+from genisss_cli.core import migrate, repair
+from genisss_cli.render.out import emit_json, key_values, print_line, say, table, write
 from genisss_cli.render.registry import json_view, text_view
 
 
@@ -22,6 +22,8 @@ def result_text(env, result) -> None:
     if not result.changed:
         print_line(env, f"{result.database}: already at {result.after or 'base'}, nothing to do")
         return
+    if result.adopted is not None:
+        _adoption_table(env, result.adopted)
     steps = ", ".join(result.applied) or "-"
     print_line(env, f"{result.database}: {verb} {result.before or 'base'} -> {result.after or 'base'} "
                f"[dim](ran: {steps})[/]")
@@ -35,6 +37,8 @@ def sql_plan_text(env, plan) -> None:
 @text_view(migrate.Script)
 def script_text(env, script) -> None:
     write(env, script.sql)
+    for line in script.log:  # -v: on stderr, so that the SQL on stdout stays a script
+        say(env, line)
 
 
 @json_view(migrate.Status)
@@ -62,13 +66,23 @@ def status_text(env, st) -> None:
 @json_view(migrate.History)
 def history_json(env, h) -> None:
     emit_json(env, [{**dataclasses.asdict(r), "current": r.revision == h.current} for r in h.revisions])
+    _unread(env, h)
+
+
+def _unread(env, h) -> None:
+    if h.unread:  # on stderr, so that stdout stays the list
+        say(env, f"current revision unknown: {h.unread}")
 
 
 @text_view(migrate.History)
 def history_text(env, h) -> None:
-    rows = [[r.revision, r.down_revision or "base", r.doc, "*" if r.revision == h.current else ""]
+    # Each revises the one above (--json has down_revision): the revision ids
+    # stay whole at 80 columns, the description wraps.
+    rows = [[r.revision, "*" if r.revision == h.current else "", r.doc.removeprefix(f"{r.revision}: ")]
             for r in h.revisions]
-    table(env, "Migrations (oldest first)", ["revision", "revises", "what", "current"], rows)
+    table(env, "Migrations (oldest first, each revising the one above)", ["revision", "current", "what"],
+          rows, whole=("revision",))
+    _unread(env, h)
 
 
 @text_view(migrate.DowngradePlan)
@@ -85,3 +99,55 @@ def downgrade_plan_text(env, plan) -> None:
     key_values(env, "migrate down", pairs)
     if not plan.reverts:
         print_line(env, "nothing to roll back")
+
+
+def _change_rows(changes) -> list[list[str]]:
+    return [[c.kind, c.name, c.change + (f" ({', '.join(c.aspects)})" if c.aspects else "")]
+            for c in changes]
+
+
+def _changes_table(env, title: str, changes) -> None:
+    table(env, title, ["object", "name", "change"], _change_rows(changes), whole=("object",))
+
+
+@json_view(repair.Repaired)
+def repaired_json(env, result) -> None:
+    emit_json(env, {**dataclasses.asdict(result), "changed": result.changed})
+
+
+@text_view(repair.Repaired)
+def repaired_text(env, result) -> None:
+    for note in result.notices:
+        print_line(env, f"[yellow]skipped:[/] {note}")
+    if not result.changes:
+        print_line(env, f"{result.database}: nothing to repair, the schema has all of {result.revision}")
+        return
+    done = "repaired" if result.applied else "would repair (dry run)"
+    _changes_table(env, f"{result.database}: {done} at {result.revision}", result.changes)
+    if not result.applied:
+        print_line(env, "nothing was changed; run: genisss migrate repair --yes")
+
+
+@json_view(repair.Stamp)
+def stamp_json(env, result) -> None:
+    emit_json(env, {**dataclasses.asdict(result), "matches": result.matches})
+
+
+@text_view(repair.Stamp)
+def stamp_text(env, result) -> None:
+    if result.differences:
+        _changes_table(env, f"{result.database}: {result.target}'s statements would change",
+                       result.differences)
+    else:
+        print_line(env, f"{result.database}: the schema matches {result.target}")
+    if result.stamped:
+        forced = " [yellow](forced: the schema does not match)[/]" if result.forced else ""
+        print_line(env, f"{result.database}: recorded {result.target} "
+                   f"(was {result.current or 'none'}){forced}")
+
+
+def _adoption_table(env, a) -> None:
+    rows = _change_rows([*a.added, *a.replaced, *a.removed])
+    kept = len(a.found) - len(a.replaced) - len(a.removed)
+    table(env, "Adopted a hand-applied schema", ["object", "name", "change"], rows, whole=("object",),
+          caption=f"found {len(a.found)} objects; kept {kept} as they were")

@@ -69,12 +69,19 @@ def cell(value) -> str:
     return mask_text(str(value))
 
 
-def table(env, title: str | None, columns: list[str], rows: list[list], caption: str | None = None):
+def table(env, title: str | None, columns: list[str], rows: list[list], caption: str | None = None,
+          whole: tuple[str, ...] = ()):
+    """Cells wrap at spaces and fold a word too long for its column, never cut
+    it with an ellipsis; the columns named in whole (identifiers) keep their
+    values on one line and the others give way."""
     from rich.table import Table  # Rich only for output that draws it
 
     t = Table(title=title, caption=caption, title_justify="left", caption_justify="left")
-    for col in columns:
-        t.add_column(col)
+    for i, col in enumerate(columns):
+        if col in whole:
+            t.add_column(col, no_wrap=True, min_width=max([len(col)] + [len(cell(r[i])) for r in rows]))
+        else:
+            t.add_column(col, overflow="fold")
     for row in rows:
         t.add_row(*(cell(v) for v in row))
     env.console.print(t)
@@ -84,8 +91,8 @@ def key_values(env, title: str | None, pairs: list[tuple[str, object]]) -> None:
     from rich.table import Table  # Rich only for output that draws it
 
     t = Table(title=title, show_header=False, title_justify="left")
-    t.add_column(style="bold")
-    t.add_column()
+    t.add_column(style="bold", no_wrap=True)
+    t.add_column(overflow="fold")
     for key, value in pairs:
         t.add_row(key, cell(value))
     env.console.print(t)

@@ -1,0 +1,109 @@
+"""The counter's objects as the catalog shows them, and what changed between two looks.
+
+repair, stamp and adoption compare a snapshot before and after running the
+migrations' own statements (core/migrate.py:upgrade_statements): the
+migrations are the one description of what each revision should have, and
+this module only reads what is there. Scope: the counter's tables, their
+columns, constraints, triggers, policies, grants and publications, the
+functions in public that are genisss's or read global_stats, and the row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from genisss_cli.core import schema
+
+_TABLES = [schema.TABLE, schema.STORIES]
+_FUNCTIONS = [f.split(".", 1)[1] for f in (*schema.FUNCTIONS, schema.NOTIFY_FUNCTION,
+                                           schema.BROADCAST_FUNCTION)]
+
+# (kind, query): each row is (name, aspect, value); an object is its kind and name.
+_QUERIES = [
+    ("table", """
+        SELECT c.oid::regclass::text, a.k, a.v FROM pg_class c,
+          LATERAL (VALUES ('row level security', c.relrowsecurity::text),
+                          ('grants', coalesce(c.relacl::text, 'default')),
+                          ('comment', coalesce(obj_description(c.oid, 'pg_class'), ''))) AS a(k, v)
+        WHERE c.oid = ANY (%(tables)s::regclass[])"""),
+    ("column", """
+        SELECT attrelid::regclass::text || '.' || attname, 'definition',
+               format_type(atttypid, atttypmod) || CASE WHEN attnotnull THEN ' not null' ELSE '' END
+               || coalesce(' default ' || pg_get_expr(d.adbin, d.adrelid), '')
+        FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+        WHERE attrelid = ANY (%(tables)s::regclass[]) AND attnum > 0 AND NOT attisdropped"""),
+    ("constraint", """
+        SELECT conrelid::regclass::text || ' ' || conname, 'definition', pg_get_constraintdef(oid)
+        FROM pg_constraint WHERE conrelid = ANY (%(tables)s::regclass[])"""),
+    ("trigger", """
+        SELECT tgname || ' on ' || tgrelid::regclass::text, a.k, a.v FROM pg_trigger t,
+          LATERAL (VALUES ('definition', pg_get_triggerdef(t.oid)),
+                          ('enabled', CASE tgenabled WHEN 'D' THEN 'disabled' ELSE 'enabled' END)) AS a(k, v)
+        WHERE tgrelid = ANY (%(tables)s::regclass[]) AND NOT tgisinternal"""),
+    ("policy", """
+        SELECT policyname || ' on ' || schemaname || '.' || tablename, 'definition',
+               cmd || ' to ' || roles::text || ' using ' || coalesce(qual, '')
+        FROM pg_policies WHERE (schemaname || '.' || tablename) = ANY (%(tables)s)"""),
+    ("function", """
+        SELECT p.oid::regprocedure::text, a.k, a.v FROM pg_proc p,
+          LATERAL (VALUES ('definition', md5(pg_get_functiondef(p.oid))),
+                          ('grants', coalesce(p.proacl::text, 'default'))) AS a(k, v)
+        WHERE p.pronamespace = 'public'::regnamespace AND p.prokind = 'f'
+          AND (p.proname = ANY (%(functions)s) OR p.prosrc LIKE '%%global_stats%%')"""),
+    ("publication", """
+        SELECT pubname || ': ' || schemaname || '.' || tablename, 'member', 'yes'
+        FROM pg_publication_tables WHERE (schemaname || '.' || tablename) = ANY (%(tables)s)"""),
+]
+
+
+@dataclass(frozen=True)
+class Change:
+    """One object that differs between two snapshots."""
+
+    kind: str  # table, column, constraint, trigger, policy, function, publication, row
+    name: str
+    change: str  # added, replaced, removed
+    aspects: list[str] = field(default_factory=list)  # replaced: the parts; an added row: its values
+
+    def describe(self) -> str:
+        what = f" ({', '.join(self.aspects)})" if self.aspects else ""
+        return f"{self.kind} {self.name}: {self.change}{what}"
+
+
+Snapshot = dict[tuple[str, str], dict[str, str]]
+
+
+def snapshot(conn) -> Snapshot:
+    """What the catalog holds of the counter's objects now (in conn's transaction)."""
+    present = [t for t in _TABLES
+               if conn.execute("SELECT to_regclass(%s) IS NOT NULL", [t]).fetchone()[0]]
+    params = {"tables": present, "functions": _FUNCTIONS}
+    objects: Snapshot = {}
+    for kind, query in _QUERIES:
+        for name, aspect, value in conn.execute(query, params).fetchall():
+            objects.setdefault((kind, name), {})[aspect] = value
+    if schema.TABLE in present:
+        for row in conn.execute(
+                f"SELECT id, total_stories, total_audio_generations FROM {schema.TABLE}").fetchall():
+            objects[("row", f"{schema.TABLE} id={row[0]}")] = {
+                "total_stories": str(row[1]), "total_audio_generations": str(row[2])}
+    return objects
+
+
+def diff(before: Snapshot, after: Snapshot) -> list[Change]:
+    changes = []
+    for key in sorted(before.keys() | after.keys()):
+        if key not in before:  # a new row says what it starts at
+            values = [f"{k}={v}" for k, v in after[key].items()] if key[0] == "row" else []
+            changes.append(Change(*key, "added", values))
+        elif key not in after:
+            changes.append(Change(*key, "removed"))
+        elif before[key] != after[key]:
+            aspects = sorted(k for k in before[key].keys() | after[key].keys()
+                             if before[key].get(k) != after[key].get(k))
+            changes.append(Change(*key, "replaced", aspects))
+    return changes
+
+
+def names(snap: Snapshot) -> list[str]:
+    return [f"{kind} {name}" for kind, name in sorted(snap)]

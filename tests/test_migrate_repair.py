@@ -1,0 +1,169 @@
+"""`migrate repair`, `migrate stamp` and adoption's report, through the CLI on real PostgreSQL."""
+
+import json
+import re
+
+from conftest import install_realtime
+from test_migrate import HAND_APPLIED_033, catalog
+
+from genisss_cli.core import schema
+
+BROKEN = """
+SELECT increment_story_counter() FROM generate_series(1, 4);
+SELECT increment_audio_counter() FROM generate_series(1, 2);
+ALTER TABLE global_stats DISABLE TRIGGER global_stats_notify;
+DROP FUNCTION increment_audio_counter();
+ALTER PUBLICATION supabase_realtime DROP TABLE global_stats;
+REVOKE SELECT ON global_stats FROM anon;
+"""
+
+
+def _changes(out: str) -> dict:
+    return {(c["kind"], c["name"]): c for c in json.loads(out)["changes"]}
+
+
+def test_repair_dry_run_then_yes_recreates_and_keeps_the_counters(supabase_migrated_db, genisss):
+    db = supabase_migrated_db
+    healthy = catalog(db.dsn)
+    r = genisss("migrate", "repair", dsn=db.dsn)
+    assert r.code == 0 and "nothing to repair" in r.out
+    db.execute(BROKEN)
+    broken = catalog(db.dsn)
+
+    r = genisss("migrate", "repair", "--json", dsn=db.dsn)  # the dry run
+    assert r.code == 1, r.err
+    changes = _changes(r.out)
+    assert set(changes) == {("function", "increment_audio_counter()"),
+                            ("publication", "supabase_realtime: public.global_stats"),
+                            ("table", "global_stats"),
+                            ("trigger", "global_stats_notify on global_stats")}
+    assert changes[("table", "global_stats")]["aspects"] == ["grants"]
+    assert changes[("trigger", "global_stats_notify on global_stats")]["aspects"] == ["enabled"]
+    assert json.loads(r.out)["applied"] is False
+    assert catalog(db.dsn) == broken  # changed nothing
+
+    r = genisss("migrate", "repair", "--yes", dsn=db.dsn)
+    assert r.code == 0, r.err
+    assert "repaired at " + schema.HEAD in " ".join(r.out.split()) and "increment_audio_counter()" in r.out
+    repaired = catalog(db.dsn)
+    assert repaired["row"] == [("singleton", 4, 2)]  # every counter kept
+    assert {k: v for k, v in repaired.items() if k != "row"} == \
+        {k: v for k, v in healthy.items() if k != "row"}
+    assert db.scalar("SELECT increment_audio_counter()") == 3
+    r = genisss("migrate", "repair", "--json", dsn=db.dsn)
+    assert r.code == 0 and json.loads(r.out)["changes"] == []
+
+
+def test_repair_recreates_a_deleted_row_at_the_stories_count(migrated_db, genisss):
+    migrated_db.execute("INSERT INTO user_stories (title) SELECT 's' FROM generate_series(1, 6)")
+    migrated_db.execute("DELETE FROM global_stats")
+    r = genisss("migrate", "repair", "--yes", "--json", dsn=migrated_db.dsn)
+    assert r.code == 0, r.err
+    row = _changes(r.out)[("row", "public.global_stats id=singleton")]
+    assert row["change"] == "added"
+    assert row["aspects"] == ["total_stories=6", "total_audio_generations=0"]
+    assert migrated_db.scalar("SELECT total_stories FROM global_stats") == 6
+
+
+def test_repair_installs_035s_broadcast_once_realtime_exists(supabase_migrated_db, genisss):
+    db = supabase_migrated_db
+    assert db.scalar("SELECT count(*) FROM pg_trigger WHERE tgname = 'global_stats_broadcast'") == 0
+    install_realtime(db.dsn)
+    r = genisss("migrate", "repair", "--json", dsn=db.dsn)
+    assert r.code == 1
+    assert ("trigger", "global_stats_broadcast on global_stats") in _changes(r.out)
+    assert db.scalar("SELECT count(*) FROM pg_trigger WHERE tgname = 'global_stats_broadcast'") == 0
+    assert genisss("migrate", "repair", "--yes", dsn=db.dsn).code == 0
+    assert db.scalar("SELECT count(*) FROM pg_trigger WHERE tgname = 'global_stats_broadcast'") == 1
+
+
+def test_repair_needs_a_recorded_revision(fresh_db, genisss):
+    r = genisss("migrate", "repair", dsn=fresh_db.dsn)
+    assert r.code == 5 and "no recorded revision" in r.err and "migrate up" in r.err
+    assert len(r.err.strip().splitlines()) == 1
+
+
+def test_stamp_records_a_matching_revision_and_refuses_a_mismatch(migrated_db, genisss):
+    db = migrated_db
+    db.execute("DELETE FROM alembic_version")  # as if the schema was applied by hand
+    # 034's statements would rewrite 036's function: the schema is not at 034.
+    r = genisss("migrate", "stamp", schema.WATCHED, "--yes", dsn=db.dsn)
+    assert r.code == 5, r.err
+    assert "global_stats_notify()" in r.out and "replaced (definition)" in r.out
+    assert r.err.startswith(f"genisss: error: the schema does not match {schema.WATCHED}")
+    assert db.scalar("SELECT count(*) FROM alembic_version") == 0
+    r = genisss("migrate", "stamp", schema.WATCHED, "--yes", "--json", dsn=db.dsn)
+    assert r.code == 5 and json.loads(r.out)["matches"] is False
+    assert json.loads(r.err)["exit"] == 5
+
+    r = genisss("migrate", "stamp", schema.HEAD, dsn=db.dsn)  # no terminal, no --yes
+    assert r.code == 2 and "--yes" in r.err
+    assert db.scalar("SELECT count(*) FROM alembic_version") == 0
+
+    before = catalog(db.dsn)
+    r = genisss("migrate", "stamp", "head", "--yes", "--json", dsn=db.dsn)
+    assert r.code == 0, r.err
+    out = json.loads(r.out)
+    assert out["stamped"] is True and out["matches"] is True and out["target"] == schema.HEAD
+    assert db.scalar("SELECT version_num FROM alembic_version") == schema.HEAD
+    assert {k: v for k, v in catalog(db.dsn).items() if k != "version"} == \
+        {k: v for k, v in before.items() if k != "version"}  # it ran nothing
+
+    r = genisss("migrate", "stamp", schema.WATCHED, "--yes", "--force", dsn=db.dsn)
+    assert r.code == 0, r.err
+    assert "forced" in r.out and db.scalar("SELECT version_num FROM alembic_version") == schema.WATCHED
+
+
+def test_stamp_secures_the_version_table_it_creates(supabase_db, genisss):
+    db = supabase_db
+    db.execute(HAND_APPLIED_033.replace("CREATE TABLE user_stories",
+                                        "CREATE TABLE IF NOT EXISTS user_stories"))
+    assert genisss("migrate", "stamp", schema.REALTIME, "--yes", dsn=db.dsn).code == 5
+    r = genisss("migrate", "stamp", schema.REALTIME, "--yes", "--force", dsn=db.dsn)
+    assert r.code == 0, r.err
+    assert db.scalar("SELECT relrowsecurity FROM pg_class WHERE relname = 'alembic_version'")
+    assert db.scalar("SELECT has_table_privilege('anon', 'public.alembic_version', 'SELECT')") is False
+
+
+def test_stamp_rejects_what_is_no_revision(migrated_db, genisss):
+    for rev in ("nosuch", "base"):
+        r = genisss("migrate", "stamp", rev, "--yes", dsn=migrated_db.dsn)
+        assert r.code == 2 and len(r.err.strip().splitlines()) == 1, r.err
+
+
+def test_stamp_completes_revisions(genisss):
+    words = "genisss migrate stamp 03"
+    r = genisss(env={"_GENISSS_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": "3"})
+    assert r.out.split() == [rev for rev in schema.REVISIONS if rev.startswith("03")]
+
+
+def test_adoption_reports_what_it_found_added_and_replaced(fresh_db, genisss):
+    fresh_db.execute(HAND_APPLIED_033)
+    r = genisss("migrate", "up", "--json", dsn=fresh_db.dsn)
+    assert r.code == 0, r.err
+    adopted = json.loads(r.out)["adopted"]
+    assert "table global_stats" in adopted["found"]
+    assert "function increment_story_counter()" in adopted["found"]
+    added = {(c["kind"], c["name"]) for c in adopted["added"]}
+    assert {("column", "global_stats.last_audio_at"), ("function", "increment_audio_counter()"),
+            ("trigger", "global_stats_notify on global_stats"),
+            ("constraint", "global_stats global_stats_singleton")} <= added
+    replaced = {c["name"]: c["aspects"] for c in adopted["replaced"]}
+    assert "definition" in replaced["increment_story_counter()"]  # it returned void
+    assert "row level security" in replaced["global_stats"]
+    assert adopted["removed"] == []
+    assert fresh_db.scalar("SELECT total_stories FROM global_stats") == 1323  # kept
+
+
+def test_adoption_table_fits_80_columns(fresh_db, genisss):
+    fresh_db.execute(HAND_APPLIED_033)
+    r = genisss("migrate", "up", dsn=fresh_db.dsn, env={"COLUMNS": "80"})
+    assert r.code == 0, r.err
+    assert "Adopted a hand-applied schema" in r.out
+    # how many depends on the server (PostgreSQL 18 lists NOT NULL as constraints)
+    assert re.search(r"found \d+ objects; kept \d+ as they were", r.out)
+    assert "increment_audio_counter()" in r.out and "global_stats.last_audio_at" in r.out
+    assert max(len(line) for line in r.out.splitlines() if "│" in line) <= 80
+    # a database migrated by genisss is not "adopted" again
+    r = genisss("migrate", "up", "--json", dsn=fresh_db.dsn)
+    assert json.loads(r.out)["adopted"] is None
