@@ -99,3 +99,18 @@ def test_bad_password(password_login, genisss):
     line = one_line_without_secret(genisss("migrate", "status", dsn=dsn), 4)
     assert "authentication failed for user pw_login" in line
     assert genisss("migrate", "status", dsn=password_login).code == 4  # no password given
+
+
+def test_a_server_error_filed_as_operational_is_not_a_lost_connection(migrated_db, genisss):
+    """Without its primary key, global_stats in a publication that publishes
+    updates cannot be updated (SQLSTATE 55000), which psycopg files under
+    OperationalError: the server answered, so it is its error, exit 10."""
+    db = migrated_db
+    db.execute("CREATE PUBLICATION genisss_test_pk FOR TABLE public.global_stats")
+    try:
+        db.execute("ALTER TABLE public.global_stats DROP CONSTRAINT global_stats_pkey")
+        r = genisss("bump", "story", dsn=db.dsn)
+        line = one_line_without_secret(r, 10)
+        assert "does not have a replica identity" in line and "lost the connection" not in line, line
+    finally:
+        db.execute("DROP PUBLICATION genisss_test_pk")

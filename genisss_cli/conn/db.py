@@ -213,7 +213,11 @@ def translate(exc: BaseException) -> GenisssError | None:
         seconds = getattr(exc, "query_timeout", None)  # deadline.no_answer's
         if seconds is not None:
             return query_timeout(seconds, exc.committing)
-        return GenisssError(Exit.CONNECT, f"lost the connection to the server: {text}")
+        # DB-API files some server errors (55000 "does not have a replica
+        # identity") under OperationalError too: only libpq's own (no SQLSTATE),
+        # class 08 and the server shutting down (57P) mean the link is gone.
+        if exc.sqlstate is None or exc.sqlstate.startswith(("08", "57P")):
+            return GenisssError(Exit.CONNECT, f"lost the connection to the server: {text}")
     return GenisssError(Exit.DATABASE, f"the server reported an error: {text}")
 
 
