@@ -8,7 +8,11 @@ only its interface, so this is written here from that description, not copied:
 - realtime.send(payload, event, topic, private DEFAULT true): inserts one
   row, and turns any error into a WARNING, so that a sender never fails
   because Broadcast is broken;
-- realtime.topic(): the topic being sent, as Realtime's policies read it.
+- realtime.topic(): the topic being sent, as Realtime's policies read it;
+- with_api_roles(): what a Supabase project has besides: row level security on
+  realtime.messages (no policy: nobody but its owner reads a row), and the
+  browsers' roles may use the schema and SELECT, INSERT and UPDATE the table,
+  so that the policies alone decide what they read and write.
 
 Days are the session's (inserted_at is a timestamp without time zone, its
 default now()), which is also how the insert is routed.
@@ -54,6 +58,15 @@ SCHEMA_SQL = [
     $body$
     """,
 ]
+
+
+def with_api_roles(conn) -> None:
+    """Row level security on realtime.messages, and the privileges the API roles
+    have there on Supabase (conn's database has the roles: supabase_db)."""
+    conn.execute("ALTER TABLE realtime.messages ENABLE ROW LEVEL SECURITY")
+    conn.execute("GRANT USAGE ON SCHEMA realtime TO anon, authenticated, service_role")
+    conn.execute("GRANT SELECT, INSERT, UPDATE ON TABLE realtime.messages "
+                 "TO anon, authenticated, service_role")
 
 
 def partition_name(day: dt.date) -> str:

@@ -28,7 +28,8 @@ VENV_BIN = Path(sys.executable).parent
 ROWS = ["connection", "migration", "table", "functions", "privileges: PUBLIC", "privileges: anon",
         "privileges: authenticated", "privileges: service_role", "write paths",
         "realtime visibility", "publication",
-        "wal_level", "trigger", "broadcast", "drift", "notify queue", "replication slot"]
+        "wal_level", "trigger", "broadcast", "broadcast private", "broadcast trailing send",
+        "drift", "notify queue", "replication slot"]
 
 
 def check(genisss, testdb, *args, dsn=None, env=None):
@@ -100,7 +101,8 @@ def test_supabase_shape_after_migrate_up_passes(supabase_migrated_db, genisss):
     assert rows["replication slot"]["status"] == "skipped"
     assert rows["broadcast"]["status"] == "skipped"  # no realtime schema here
     assert rows["broadcast"]["detail"] == "Broadcast: not available here (no realtime.send())"
-    others = set(ROWS) - bad - {"replication slot", "broadcast"}
+    others = set(ROWS) - bad - {"replication slot", "broadcast", "broadcast private",
+                                "broadcast trailing send"}
     assert {n: rows[n]["status"] for n in others} == dict.fromkeys(others, "pass")
     assert "can LISTEN" in rows["connection"]["detail"]
     if bad:
