@@ -245,6 +245,8 @@ def _owned_by(db, role: str) -> None:
     db.execute(f'CREATE ROLE "{role}" NOLOGIN')
     db.execute(f'GRANT USAGE ON SCHEMA realtime TO "{role}"')
     db.execute(f'GRANT INSERT ON TABLE realtime.messages TO "{role}"')
+    db.execute(f'GRANT USAGE ON SCHEMA genisss TO "{role}"')  # 037's settings, read by the trigger
+    db.execute(f'GRANT SELECT, UPDATE ON TABLE genisss.broadcast_settings TO "{role}"')
     db.execute(f'ALTER FUNCTION public.global_stats_broadcast() OWNER TO "{role}"')
 
 
@@ -265,6 +267,7 @@ BROADCAST_BREAKS = {
                                        "ENABLE REPLICA TRIGGER global_stats_broadcast"),
     "owner may not insert": 'REVOKE INSERT ON TABLE realtime.messages FROM "{role}"',
     "owner may not use realtime": 'REVOKE USAGE ON SCHEMA realtime FROM "{role}"',
+    "owner may not read the settings": 'REVOKE USAGE ON SCHEMA genisss FROM "{role}"',
     "no partition for today": None,  # realtime_schema.drop_partition
 }
 

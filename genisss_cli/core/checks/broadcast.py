@@ -112,10 +112,11 @@ def _probe(ctx: Context, role: str, f: Findings) -> None:
                f"DROP POLICY {schema.BROADCAST_POLICY} ON {schema.REALTIME_MESSAGES}", APPLY_FIX)
     if other in seen or seen_other:
         f.fail(f"{role} can read topic '{OTHER_TOPIC}' too: a policy or privilege lets it read more than "
-               "the counter's topic", *_drops(ctx, role, ("r", "*")))
+               "the counter's topic (the fix drops the policies that may; keep one the project needs and "
+               "narrow it to its topics)", *_drops(ctx, role, ("r", "*")))
     if inserted:
         f.fail(f"{role} may INSERT into {schema.REALTIME_MESSAGES}: a browser could send on the counter's "
-               "topic", *_drops(ctx, role, ("a", "*")))
+               "topic (the fix drops the policies that let it)", *_drops(ctx, role, ("a", "*")))
 
 
 def _read(conn, topic: str, ids: list[str]) -> set[str]:
@@ -155,8 +156,7 @@ def _drops(ctx: Context, role: str, commands: tuple[str, ...]) -> list[str]:
            AND (0 = ANY(polroles) OR (SELECT oid FROM pg_roles WHERE rolname = %s) = ANY(polroles))
          ORDER BY polname""", [schema.REALTIME_MESSAGES, list(commands), schema.BROADCAST_POLICY,
                                role]).fetchall()
-    fixes += [f"DROP POLICY {ctx.ident(n)} ON {schema.REALTIME_MESSAGES} -- if the project does not need it"
-              for (n,) in names]
+    fixes += [f"DROP POLICY {ctx.ident(n)} ON {schema.REALTIME_MESSAGES}" for (n,) in names]
     return fixes
 
 
