@@ -243,9 +243,10 @@ def downgrade_sql() -> list[str]:
           IF to_regclass('realtime.messages') IS NOT NULL THEN
             DROP POLICY IF EXISTS genisss_global_stats_read ON realtime.messages;
           END IF;
-          IF to_regclass('cron.job') IS NOT NULL
-             AND EXISTS (SELECT 1 FROM cron.job WHERE jobname = 'genisss_broadcast_flush') THEN
-            PERFORM cron.unschedule('genisss_broadcast_flush');
+          IF to_regclass('cron.job') IS NOT NULL THEN  -- nested: cron.job is planned only if it exists
+            IF EXISTS (SELECT 1 FROM cron.job WHERE jobname = 'genisss_broadcast_flush') THEN
+              PERFORM cron.unschedule('genisss_broadcast_flush');
+            END IF;
           END IF;
         END
         $do$

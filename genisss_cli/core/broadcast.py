@@ -153,6 +153,14 @@ def change(database, *, private: bool | None = None, rate: float | None = None, 
                     conn.execute(f"SELECT {schema.BROADCAST_FLUSH}(true)")
                 conn.execute(f"UPDATE {schema.BROADCAST_SETTINGS} SET private = %s, max_per_second = %s",
                              [wanted_private, wanted_rate])
+                if wanted_rate is not None and before.max_per_second is None:
+                    # Without a limit the trigger sent every change: the totals now
+                    # are sent, and the limit counts from here.
+                    conn.execute(f"""UPDATE {schema.BROADCAST_SETTINGS} s
+                                        SET sent_stories = g.total_stories,
+                                            sent_audio = g.total_audio_generations,
+                                            last_sent_at = clock_timestamp()
+                                       FROM {schema.TABLE} g WHERE g.id = %s""", [schema.ROW_ID])
                 conn.execute(f"SELECT {schema.BROADCAST_APPLY}()")
                 after = read(conn)
         except psycopg.errors.LockNotAvailable:
