@@ -171,65 +171,62 @@ APPLY_FUNCTION = """
 
 API_ROLES = "('anon', 'authenticated', 'service_role')"
 
+# One block, so that a role that may not create a schema (CREATE on the
+# database) skips 037 whole, says so, and keeps 035's broadcast.
 UPGRADE = [
-    "CREATE SCHEMA IF NOT EXISTS genisss",
-    "REVOKE ALL ON SCHEMA genisss FROM PUBLIC",
-    """
-    CREATE TABLE IF NOT EXISTS genisss.broadcast_settings (
-      id boolean PRIMARY KEY DEFAULT true CHECK (id),
-      private boolean NOT NULL DEFAULT false,
-      max_per_second double precision CHECK (max_per_second > 0 AND max_per_second <= 1000),
-      last_sent_at timestamptz,
-      sent_stories bigint,
-      sent_audio bigint
-    )
-    """,
-    "COMMENT ON TABLE genisss.broadcast_settings IS 'The counter''s broadcast: private channel, "
-    "at most max_per_second sends, the last send; managed by genisss (genisss broadcast), migration 037'",
-    "INSERT INTO genisss.broadcast_settings (id) VALUES (true) ON CONFLICT (id) DO NOTHING",
-    APPLY_FUNCTION,
-    "REVOKE ALL ON TABLE genisss.broadcast_settings FROM PUBLIC",
-    "REVOKE ALL ON FUNCTION genisss.broadcast_apply() FROM PUBLIC",
     f"""
     DO $do$
     DECLARE
       r text;
     BEGIN
+      BEGIN
+        CREATE SCHEMA IF NOT EXISTS genisss;
+      EXCEPTION WHEN insufficient_privilege THEN
+        RAISE NOTICE USING MESSAGE = 'genisss: may not create schema genisss (' || SQLERRM
+          || '): no broadcast settings (private channel, rate limit); 035''s broadcast is unchanged';
+        RETURN;
+      END;
+      REVOKE ALL ON SCHEMA genisss FROM PUBLIC;
+      CREATE TABLE IF NOT EXISTS genisss.broadcast_settings (
+        id boolean PRIMARY KEY DEFAULT true CHECK (id),
+        private boolean NOT NULL DEFAULT false,
+        max_per_second double precision CHECK (max_per_second > 0 AND max_per_second <= 1000),
+        last_sent_at timestamptz,
+        sent_stories bigint,
+        sent_audio bigint
+      );
+      COMMENT ON TABLE genisss.broadcast_settings IS 'The counter''s broadcast: private channel, at most '
+        'max_per_second sends, the last send; managed by genisss (genisss broadcast), migration 037';
+      INSERT INTO genisss.broadcast_settings (id) VALUES (true) ON CONFLICT (id) DO NOTHING;
+      {APPLY_FUNCTION};
+      REVOKE ALL ON TABLE genisss.broadcast_settings FROM PUBLIC;
+      REVOKE ALL ON FUNCTION genisss.broadcast_apply() FROM PUBLIC;
       FOR r IN SELECT rolname FROM pg_roles WHERE rolname IN {API_ROLES} LOOP
         EXECUTE 'REVOKE ALL ON SCHEMA genisss FROM ' || quote_ident(r);
         EXECUTE 'REVOKE ALL ON TABLE genisss.broadcast_settings FROM ' || quote_ident(r);
         EXECUTE 'REVOKE ALL ON FUNCTION genisss.broadcast_apply() FROM ' || quote_ident(r);
       END LOOP;
+      -- The trigger function, the trigger (Realtime may have appeared since 035)
+      -- and the flush: only where realtime.send() exists, as 035.
+      IF to_regprocedure('realtime.send(jsonb,text,text,boolean)') IS NOT NULL THEN
+        EXECUTE $sql${TRIGGER_FUNCTION}$sql$;
+        EXECUTE $sql${FLUSH_FUNCTION}$sql$;
+        REVOKE EXECUTE ON FUNCTION public.global_stats_broadcast() FROM PUBLIC;
+        REVOKE EXECUTE ON FUNCTION genisss.broadcast_flush(boolean) FROM PUBLIC;
+        FOR r IN SELECT rolname FROM pg_roles WHERE rolname IN {API_ROLES} LOOP
+          EXECUTE 'REVOKE EXECUTE ON FUNCTION public.global_stats_broadcast() FROM ' || quote_ident(r);
+          EXECUTE 'REVOKE EXECUTE ON FUNCTION genisss.broadcast_flush(boolean) FROM ' || quote_ident(r);
+        END LOOP;
+        IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = 'public.global_stats'::regclass
+                          AND tgname = 'global_stats_broadcast') THEN
+          CREATE TRIGGER global_stats_broadcast AFTER UPDATE ON public.global_stats
+            FOR EACH ROW EXECUTE FUNCTION public.global_stats_broadcast();
+        END IF;
+      END IF;
+      PERFORM genisss.broadcast_apply();
     END
     $do$
     """,
-    # The trigger function, the trigger (Realtime may have appeared since 035)
-    # and the flush: only where realtime.send() exists, as 035.
-    f"""
-    DO $do$
-    DECLARE
-      r text;
-    BEGIN
-      IF to_regprocedure('realtime.send(jsonb,text,text,boolean)') IS NULL THEN
-        RETURN;  -- 035 said so already
-      END IF;
-      EXECUTE $sql${TRIGGER_FUNCTION}$sql$;
-      EXECUTE $sql${FLUSH_FUNCTION}$sql$;
-      REVOKE EXECUTE ON FUNCTION public.global_stats_broadcast() FROM PUBLIC;
-      REVOKE EXECUTE ON FUNCTION genisss.broadcast_flush(boolean) FROM PUBLIC;
-      FOR r IN SELECT rolname FROM pg_roles WHERE rolname IN {API_ROLES} LOOP
-        EXECUTE 'REVOKE EXECUTE ON FUNCTION public.global_stats_broadcast() FROM ' || quote_ident(r);
-        EXECUTE 'REVOKE EXECUTE ON FUNCTION genisss.broadcast_flush(boolean) FROM ' || quote_ident(r);
-      END LOOP;
-      IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = 'public.global_stats'::regclass
-                        AND tgname = 'global_stats_broadcast') THEN
-        CREATE TRIGGER global_stats_broadcast AFTER UPDATE ON public.global_stats
-          FOR EACH ROW EXECUTE FUNCTION public.global_stats_broadcast();
-      END IF;
-    END
-    $do$
-    """,
-    "SELECT genisss.broadcast_apply()",
 ]
 
 
