@@ -172,10 +172,6 @@ def test_a_burst_at_r_5_stays_within_the_bound_and_the_flush_sends_the_last(rls_
     assert 1 <= len(sent) <= 5 * seconds + 2, (len(sent), seconds)
     totals = [m[1]["total_stories"] for m in sent]
     assert totals == sorted(totals)
-    # the sends are at least 1/R apart, by the server's clock
-    spread = db.scalar("SELECT extract(epoch FROM max(inserted_at) - min(inserted_at)) "
-                       "FROM realtime.messages")
-    assert len(sent) <= float(spread) * 5 + 1
     # the trailing send: once 1/R has passed, the flush sends the final value, once
     time.sleep(0.25)
     payload = db.scalar("SELECT genisss.broadcast_flush()")
