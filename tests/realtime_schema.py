@@ -16,7 +16,9 @@ a mirror of supabase/realtime, where one is at hand:
   transaction, inserts one row, and turns any error into a WARNING, so that a
   sender never fails because Broadcast is broken; it runs as its caller;
 - realtime.topic(): the topic being sent (NULL when none), as Realtime's
-  policies read it.
+  policies read it;
+- with_api_roles(): the same row level security and grants, made sure of in a
+  database that has the browsers' roles (kept for the tests that call it).
 
 Days are the session's (inserted_at is a timestamp without time zone, its
 default now()), which is also how the insert is routed.
@@ -75,6 +77,15 @@ SCHEMA_SQL = [
 
 # Roles Realtime's migrations grant to, where the cluster has them.
 GRANTEES = ("postgres", "anon", "authenticated", "service_role")
+
+
+def with_api_roles(conn) -> None:
+    """Row level security on realtime.messages, and the privileges the API roles
+    have there on Supabase (conn's database has the roles: supabase_db)."""
+    conn.execute("ALTER TABLE realtime.messages ENABLE ROW LEVEL SECURITY")
+    conn.execute("GRANT USAGE ON SCHEMA realtime TO anon, authenticated, service_role")
+    conn.execute("GRANT SELECT, INSERT, UPDATE ON TABLE realtime.messages "
+                 "TO anon, authenticated, service_role")
 
 
 def partition_name(day: dt.date) -> str:

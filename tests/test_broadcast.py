@@ -88,10 +88,11 @@ def test_without_realtime_035_installs_nothing_says_so_and_its_rerun_installs_la
 def test_up_down_up_drops_exactly_what_035_added(fresh_db, genisss):
     with_realtime(fresh_db)
     assert genisss("migrate", "up", dsn=fresh_db.dsn).code == 0
-    # Down to 034: 036 (the hint) is reverted first, then 035.
+    # Down to 034: 037 (the settings) and 036 (the hint) are reverted first, then 035.
     r = genisss("migrate", "down", schema.WATCHED, "--dry-run", "--json", dsn=fresh_db.dsn)
     plan = json.loads(r.out)
-    assert plan["reverts"] == [schema.HINT, schema.BROADCAST] and plan["target"] == schema.WATCHED
+    assert plan["reverts"] == [schema.SETTINGS, schema.HINT, schema.BROADCAST]
+    assert plan["target"] == schema.WATCHED
     assert "trigger global_stats_broadcast and its function" in plan["drops"]
 
     r = genisss("migrate", "down", schema.WATCHED, "--yes", dsn=fresh_db.dsn)
@@ -110,7 +111,7 @@ def test_up_down_up_drops_exactly_what_035_added(fresh_db, genisss):
 
 
 def test_down_where_035_installed_nothing_drops_nothing(migrated_db, genisss):
-    assert genisss("migrate", "down", "--yes", dsn=migrated_db.dsn).code == 0  # 036 first
+    assert genisss("migrate", "down", schema.BROADCAST, "--yes", dsn=migrated_db.dsn).code == 0  # 037, 036
     plan = json.loads(genisss("migrate", "down", "--dry-run", "--json", dsn=migrated_db.dsn).out)
     assert plan["reverts"] == [schema.BROADCAST] and plan["drops"] == []
     assert genisss("migrate", "down", "--yes", dsn=migrated_db.dsn).code == 0

@@ -74,7 +74,7 @@ def test_text_output_for_people(genisss):
     out = " ".join(r.out.split())
     for text in ("pro: 500 connections, 500 messages/s", "Postgres Changes", "1,200 of 500",
                  "Broadcast coalesced at 1/s", "300 of 500", "floor(500 / 300) = 1",
-                 "coalescing is not built yet", "Broadcast coalesced: fits"):
+                 "to coalesce: genisss broadcast --max-per-second", "Broadcast coalesced: fits"):
         assert text in out, (text, r.out)
 
 

@@ -28,7 +28,8 @@ VENV_BIN = Path(sys.executable).parent
 ROWS = ["connection", "migration", "table", "functions", "privileges: PUBLIC", "privileges: anon",
         "privileges: authenticated", "privileges: service_role", "write paths",
         "realtime visibility", "publication",
-        "wal_level", "trigger", "broadcast", "drift", "notify queue", "replication slot"]
+        "wal_level", "trigger", "broadcast", "broadcast private", "broadcast trailing send",
+        "drift", "notify queue", "replication slot"]
 
 
 def check(genisss, testdb, *args, dsn=None, env=None):
@@ -100,7 +101,8 @@ def test_supabase_shape_after_migrate_up_passes(supabase_migrated_db, genisss):
     assert rows["replication slot"]["status"] == "skipped"
     assert rows["broadcast"]["status"] == "skipped"  # no realtime schema here
     assert rows["broadcast"]["detail"] == "Broadcast: not available here (no realtime.send())"
-    others = set(ROWS) - bad - {"replication slot", "broadcast"}
+    others = set(ROWS) - bad - {"replication slot", "broadcast", "broadcast private",
+                                "broadcast trailing send"}
     assert {n: rows[n]["status"] for n in others} == dict.fromkeys(others, "pass")
     assert "can LISTEN" in rows["connection"]["detail"]
     if bad:
@@ -245,6 +247,8 @@ def _owned_by(db, role: str) -> None:
     db.execute(f'CREATE ROLE "{role}" NOLOGIN BYPASSRLS')
     db.execute(f'GRANT USAGE ON SCHEMA realtime TO "{role}"')
     db.execute(f'GRANT INSERT ON TABLE realtime.messages TO "{role}"')
+    db.execute(f'GRANT USAGE ON SCHEMA genisss TO "{role}"')  # 037's settings, read by the trigger
+    db.execute(f'GRANT SELECT, UPDATE ON TABLE genisss.broadcast_settings TO "{role}"')
     db.execute(f'ALTER FUNCTION public.global_stats_broadcast() OWNER TO "{role}"')
 
 
@@ -267,6 +271,7 @@ BROADCAST_BREAKS = {
     "owner may not use realtime": 'REVOKE USAGE ON SCHEMA realtime FROM "{role}"',
     # RLS on, no INSERT policy (as in Realtime's own schema): the grant alone is not enough
     "owner under row level security": 'ALTER ROLE "{role}" NOBYPASSRLS',
+    "owner may not read the settings": 'REVOKE USAGE ON SCHEMA genisss FROM "{role}"',
     "no partition for today": None,  # realtime_schema.drop_partition
 }
 

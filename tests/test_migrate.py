@@ -16,7 +16,7 @@ from genisss_cli.core import migrate, schema
 def test_head_constant_matches_alembic():
     assert migrate.ordered_revisions()[-1] == schema.HEAD
     assert migrate.ordered_revisions() == [schema.BASELINE, schema.REALTIME, schema.WATCHED,
-                                           schema.BROADCAST, schema.HINT]
+                                           schema.BROADCAST, schema.HINT, schema.SETTINGS]
     assert list(schema.REVISIONS) == migrate.ordered_revisions()
 
 
@@ -62,7 +62,12 @@ def test_down_asks_and_shows_what_is_lost(migrated_db, genisss):
     assert "--yes" in r.err and len(r.err.strip().splitlines()) == 1
     assert migrated_db.scalar("SELECT total_stories FROM global_stats") == 7
 
-    # One step down is 036: 034's payload again, nothing is lost.
+    # One step down is 037: the broadcast's settings go, the counter stays.
+    r = genisss("migrate", "down", "--dry-run", "--json", dsn=migrated_db.dsn)
+    plan = json.loads(r.out)
+    assert plan["reverts"] == [schema.SETTINGS] and plan["counters"] is None
+    assert genisss("migrate", "down", "--yes", dsn=migrated_db.dsn).code == 0
+    # Then 036: 034's payload again, nothing is lost.
     r = genisss("migrate", "down", "--dry-run", "--json", dsn=migrated_db.dsn)
     assert r.code == 0
     plan = json.loads(r.out)
@@ -281,6 +286,7 @@ def test_migration_skips_the_publication_when_it_may_not(fresh_db, genisss):
         r = genisss("migrate", "up", dsn=dsn)
         assert r.code == 0, r.err
         assert "skipped" in r.out and "supabase_realtime" in r.out
+        assert "may not create schema genisss" in r.out  # 037 skipped whole, and says so
         assert fresh_db.scalar("SELECT to_regclass('public.global_stats')::text") == "global_stats"
     finally:
         fresh_db.execute(f'DROP OWNED BY "{role}" CASCADE')

@@ -39,21 +39,8 @@ depends_on = None
 # Plain SQL, one statement a string, no `%` and no `:name` (they would be read
 # as bind parameters); the same text runs online and in `genisss migrate sql`.
 # The function is created through EXECUTE so that nothing at all is created
-# where realtime.send() is missing.
-UPGRADE = [
-    """
-    DO $do$
-    DECLARE
-      r text;
-    BEGIN
-      IF to_regprocedure('realtime.send(jsonb,text,text,boolean)') IS NULL THEN
-        RAISE NOTICE USING MESSAGE =
-          'genisss: no realtime.send() here: Broadcast not installed (it needs Supabase Realtime; '
-          || 'once it exists, rerun: genisss migrate sql up --from 034_notify_when_watched '
-          || '| psql -v ON_ERROR_STOP=1 "$DATABASE_URL")';
-        RETURN;
-      END IF;
-      EXECUTE $sql$
+# where realtime.send() is missing. 037's downgrade puts FUNCTION back as it is.
+FUNCTION = """
         CREATE OR REPLACE FUNCTION public.global_stats_broadcast() RETURNS trigger
         LANGUAGE plpgsql SECURITY DEFINER SET search_path = ''
         AS $fn$
@@ -66,7 +53,21 @@ UPGRADE = [
           RETURN NULL;
         END
         $fn$
-      $sql$;
+      """
+UPGRADE = [
+    f"""
+    DO $do$
+    DECLARE
+      r text;
+    BEGIN
+      IF to_regprocedure('realtime.send(jsonb,text,text,boolean)') IS NULL THEN
+        RAISE NOTICE USING MESSAGE =
+          'genisss: no realtime.send() here: Broadcast not installed (it needs Supabase Realtime; '
+          || 'once it exists, rerun: genisss migrate sql up --from 034_notify_when_watched '
+          || '| psql -v ON_ERROR_STOP=1 "$DATABASE_URL")';
+        RETURN;
+      END IF;
+      EXECUTE $sql${FUNCTION}$sql$;
       REVOKE EXECUTE ON FUNCTION public.global_stats_broadcast() FROM PUBLIC;
       FOR r IN SELECT rolname FROM pg_roles
                 WHERE rolname IN ('anon', 'authenticated', 'service_role') LOOP

@@ -14,7 +14,17 @@ from typing import Annotated
 
 import typer
 
-from genisss_cli.cli import capacity, check, counters, db, demo, metrics, migrate, watch  # noqa: F401 (they register commands)
+from genisss_cli.cli import (  # noqa: F401 (they register commands)
+    broadcast,
+    capacity,
+    check,
+    counters,
+    db,
+    demo,
+    metrics,
+    migrate,
+    watch,
+)
 from genisss_cli.cli.app import app
 from genisss_cli.cli.options import DatabaseUrlOpt, fail, seconds
 from genisss_cli.env import Env

@@ -30,7 +30,7 @@ def capacity_command(
         help="Seconds to measure the write rate over (without --writes-per-second).")] = 5.0,
     rate: Annotated[float | None, typer.Option(
         "--rate", min=0.001, max=1e9, metavar="R", callback=_number,
-        help="Coalescing bound: at most R broadcasts a second (not built yet: what it would cost).")] = None,
+        help="Coalescing bound: at most R broadcasts a second (set by genisss broadcast).")] = None,
     *, env,
 ) -> int:
     """Messages per second = writes x viewers, for Postgres Changes, Broadcast,

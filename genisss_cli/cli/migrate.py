@@ -5,6 +5,7 @@ from typing import Annotated
 import typer
 
 from genisss_cli.cli.app import migrate_app
+from genisss_cli.cli.broadcast import at_migrate, rate_value
 from genisss_cli.cli.options import DEFAULT_LOCK_TIMEOUT, LockTimeoutOpt, command
 from genisss_cli.core.schema import REVISIONS
 from genisss_cli.errors import Exit, GenisssError
@@ -31,6 +32,14 @@ def migrate_up(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the SQL it would run; change nothing.")
     ] = False,
+    broadcast_private: Annotated[bool | None, typer.Option(
+        "--broadcast-private/--broadcast-public",
+        help="Then set the broadcast's channel (genisss broadcast --private/--public).")] = None,
+    broadcast_rate: Annotated[float | None, typer.Option(
+        "--broadcast-rate", metavar="R", callback=rate_value,
+        help="Then limit the broadcast to R messages a second (genisss broadcast --max-per-second).")] = None,
+    broadcast_no_limit: Annotated[bool, typer.Option(
+        "--broadcast-no-limit", help="Then broadcast every change (genisss broadcast --no-limit).")] = False,
     *, env,
 ) -> int:
     """Apply the migrations (the baseline, then 033 to 036) up to TARGET. Safe to rerun.
@@ -49,6 +58,7 @@ def migrate_up(
         render.show(migrate.dry_run_up(database, target, lock_timeout), env)
     else:
         render.show(migrate.upgrade(database, target, lock_timeout), env)
+    at_migrate(env, database, broadcast_private, broadcast_rate, broadcast_no_limit, dry_run, lock_timeout)
     return Exit.OK
 
 

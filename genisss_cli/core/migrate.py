@@ -493,6 +493,9 @@ def plan_downgrade(database, target: str = "-1") -> DowngradePlan:
             ).fetchone()
             counters = {"total_stories": row[0], "total_audio_generations": row[1]} if row else {}
     drops = []
+    if schema.SETTINGS in reverts:
+        drops.append("the broadcast's settings (genisss.broadcast_settings), its flush, the private "
+                     "channel's policy and pg_cron job where present: 035's broadcast function again")
     if schema.HINT in reverts:
         drops.append("global_stats_notify()'s empty payload and queue guard: 034's payload again")
     if broadcasts:  # 035 installed nothing where realtime.send() was missing

@@ -33,6 +33,15 @@ REALTIME_SEND = "realtime.send(jsonb,text,text,boolean)"  # Supabase's, as to_re
 REALTIME_MESSAGES = "realtime.messages"  # the partitioned table realtime.send() inserts into
 # check's fix where row level security keeps the broadcast function's owner from inserting
 BROADCAST_SEND_POLICY = "genisss counter broadcast"
+# Migration 037: the broadcast's settings (private, at most R sends a second) and
+# their state, in a schema PostgREST does not expose, granted to nobody.
+BROADCAST_SETTINGS = "genisss.broadcast_settings"
+BROADCAST_FLUSH = "genisss.broadcast_flush"  # (force boolean): send what the trigger skipped
+BROADCAST_APPLY = "genisss.broadcast_apply"  # make the policy and the pg_cron job match the row
+BROADCAST_POLICY = "genisss_global_stats_read"  # on realtime.messages, while private
+CRON_JOB = "genisss_broadcast_flush"  # pg_cron's job calling the flush every second, while R is set
+CRON_SCHEDULE = "cron.schedule(text,text,text)"  # pg_cron's, as to_regprocedure reads it
+RELAY_APPLICATION = "genisss relay"  # application_name of `genisss relay`'s session
 API_ROLES = ("anon", "authenticated")  # the browser's roles: read, never write
 WORKER_ROLE = "service_role"  # the worker's role: may call the functions
 VERSION_TABLE = "public.alembic_version"
@@ -43,6 +52,10 @@ DEMO_PREFIX = "genisss_demo_"  # `genisss demo`'s databases on the embedded serv
 # ('genisss') for their transaction, so that two `migrate up` apply once.
 WATCH_LOCK = 7450482557741921143
 MIGRATE_LOCK = 0x67656E69737373
+# `genisss relay` holds RELAY_LOCK shared ('genisssr' as a bigint) while it runs:
+# check's coalescing row finds the relays there. Several may run (each flush is
+# serialised on the settings row, and rate-bounded).
+RELAY_LOCK = 7450482557741921138
 
 # Revisions, oldest first.
 BASELINE = "baseline"
@@ -50,7 +63,8 @@ REALTIME = "033_global_stats_realtime"  # the counter's objects
 WATCHED = "034_notify_when_watched"  # NOTIFY only while a watcher holds the key
 BROADCAST = "035_broadcast_counter"  # Broadcast from Database, where realtime.send() exists
 HINT = "036_notify_hint"  # an empty NOTIFY, a hint to read the row; none past QUEUE_STOP
-REVISIONS = (BASELINE, REALTIME, WATCHED, BROADCAST, HINT)
+SETTINGS = "037_broadcast_settings"  # private channels and coalescing for 035's broadcast
+REVISIONS = (BASELINE, REALTIME, WATCHED, BROADCAST, HINT, SETTINGS)
 HEAD = REVISIONS[-1]
 
 # 036's trigger stops notifying at this pg_notification_queue_usage(), so that

@@ -15,8 +15,8 @@ from genisss_cli.render.out import emit_json, say
 from genisss_cli.render.redact import mask_text, show_url
 from genisss_cli.render.registry import JSON, TEXT, lookup
 
-__all__ = ["bump_progress", "confirm", "mask_text", "say", "show", "show_error", "show_url",
-           "spinner_after", "usage_error", "watch_sink"]
+__all__ = ["bump_progress", "confirm", "mask_text", "relay_sink", "say", "show", "show_error",
+           "show_url", "spinner_after", "usage_error", "watch_sink"]
 
 # The module a result comes from -> the module of its views, imported on first
 # use: an error or a --json line does not pay for the views it does not show.
@@ -24,6 +24,8 @@ _VIEWS_OF = {
     "genisss_cli.core.migrate": "genisss_cli.render.migrate",
     "genisss_cli.core.repair": "genisss_cli.render.migrate",
     "genisss_cli.core.capacity": "genisss_cli.render.capacity",
+    "genisss_cli.core.broadcast": "genisss_cli.render.broadcast",
+    "genisss_cli.core.relay": "genisss_cli.render.broadcast",
     "genisss_cli.core.counters": "genisss_cli.render.counters",
     "genisss_cli.core.checks.model": "genisss_cli.render.check",
     "genisss_cli.core.watch.stats": "genisss_cli.render.watch",
@@ -99,6 +101,12 @@ def spinner_after(env, text: str | None, delay: float = 0.5):
     from genisss_cli.render import counters
 
     return counters.spinner_after(env, text, delay)
+
+
+def relay_sink(env):
+    from genisss_cli.render import broadcast
+
+    return broadcast.relay_sink(env)
 
 
 def watch_sink(env, stats, where: str):

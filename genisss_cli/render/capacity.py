@@ -47,9 +47,9 @@ def capacity_text(env, c) -> None:
         rows.append([label, _n(load.sends_per_second),
                      messages if load.messages_fit else f"[red]{messages}[/]",
                      connections if load.connections_fit else f"[red]{connections}[/]", _yes(load.fits)])
+    coalesce = f"; to coalesce: genisss broadcast --max-per-second {_n(c.rate)}" if c.rate is not None else ""
     table(env, None, ["path", "sends/s", "messages/s", "connections", "fits"], rows,
-          caption="messages/s = sends/s x viewers" + (
-              "; coalescing is not built yet" if c.rate is not None else ""))
+          caption="messages/s = sends/s x viewers" + coalesce)
     print_line(env, f"largest rate that fits: floor({p.messages_per_second:,} / {c.viewers:,}) = "
                f"{c.largest_rate} broadcast(s)/s"
                + ("" if c.largest_rate else ": less than one message a second per viewer already exceeds it"))

@@ -62,13 +62,14 @@ def run(ctx: Context) -> list[CheckResult]:
             time.sleep(_pause())  # test hook: the slot exists, nothing has changed yet
         listener.start()
         warnings: list[str] = []
+        sending = None if pre["broadcast_skip"] else _until_due(conn, opts.live_timeout)
         xid, commit_lsn, t0, updated_at = _touch(conn, warnings)
         deadline = t0 + opts.live_timeout
         if slot:
             results[SLOT_ROW] = _observe_slot(slot, xid, commit_lsn, t0, deadline, opts)
         results[LISTEN_ROW] = _observe_listener(listener, t0, deadline, opts)
         if BROADCAST_ROW not in results:
-            results[BROADCAST_ROW] = _observe_broadcast(conn, updated_at, warnings)
+            results[BROADCAST_ROW] = _observe_broadcast(conn, updated_at, warnings, sending)
     finally:
         if listener:
             listener.close()
@@ -157,9 +158,26 @@ def _touch(conn, warnings: list[str]) -> tuple[int, str, float, object]:
 # -- the broadcast path ----------------------------------------------------------------------
 
 
-def _observe_broadcast(conn, updated_at, warnings: list[str]) -> CheckResult:
+def _until_due(conn, limit: float):
+    """037's settings (None before 037); with a limit of R sends a second, first
+    wait (at most `limit` s) until 1/R has passed since the last send, so that
+    the trigger sends our change."""
+    from genisss_cli.core import broadcast
+
+    settings = broadcast.read(conn)
+    if settings is not None and settings.max_per_second and settings.last_sent_at is not None:
+        now = conn.execute("SELECT clock_timestamp()").fetchone()[0]  # the server's clock, as the trigger's
+        left = (settings.last_sent_at - now).total_seconds() + 1 / settings.max_per_second
+        time.sleep(min(max(left, 0.0), limit))
+    return settings
+
+
+def _observe_broadcast(conn, updated_at, warnings: list[str], settings=None) -> CheckResult:
     """The message realtime.send() inserted for our change, found by its updated_at
-    (the change held the row's lock: no other change has the same)."""
+    (the change held the row's lock: no other change has the same). settings:
+    037's, for the channel kind to expect and the limit that may have skipped it."""
+    private_wanted = bool(settings and settings.private)
+    kind = "private" if private_wanted else "public"
     if warnings:
         return CheckResult(BROADCAST_ROW, "fail", "realtime.send() raised a WARNING instead of sending: "
                            f"{'; '.join(warnings)}: the change was not broadcast (see broadcast)")
@@ -174,17 +192,21 @@ def _observe_broadcast(conn, updated_at, warnings: list[str]) -> CheckResult:
     except Exception as exc:  # this row only: the other two have their answers
         return CheckResult(BROADCAST_ROW, "warn", f"sent without a WARNING, but could not look for the "
                            f"message in {schema.REALTIME_MESSAGES}: {reason(exc)}")
+    if not rows and settings is not None and settings.max_per_second:
+        return CheckResult(BROADCAST_ROW, "warn", f"no message for the change: coalesced at "
+                           f"{settings.max_per_second:g} a second, another change was sent just before it "
+                           "(and the flush sends totals only when they changed); rerun when writes are quiet")
     if not rows:
         return CheckResult(BROADCAST_ROW, "fail", f"no message on topic '{schema.BROADCAST_TOPIC}' in "
                            f"{schema.REALTIME_MESSAGES} for the change, and no WARNING: is the trigger "
                            "enabled? (see broadcast)")
     partition, event, private = rows[0]
-    if event != schema.BROADCAST_EVENT or private:
-        return CheckResult(BROADCAST_ROW, "fail", f"the change was sent as event '{event}'"
-                           f"{', private' if private else ''}; browsers listen for event "
-                           f"'{schema.BROADCAST_EVENT}' on a public channel", None)
+    if event != schema.BROADCAST_EVENT or private != private_wanted:
+        return CheckResult(BROADCAST_ROW, "fail", f"the change was sent as event '{event}', "
+                           f"{'private' if private else 'public'}; browsers listen for event "
+                           f"'{schema.BROADCAST_EVENT}' on a {kind} channel", None)
     return CheckResult(BROADCAST_ROW, "pass", f"message on topic '{schema.BROADCAST_TOPIC}', event "
-                       f"'{event}', public, in {partition}: Realtime streams it from there")
+                       f"'{event}', {kind}, in {partition}: Realtime streams it from there")
 
 
 def _ms(seconds: float) -> str:

@@ -27,7 +27,8 @@ SLOT_LAG_WARN = 128 * 1024 * 1024  # bytes of WAL a Realtime slot may hold back
 # `genisss migrate up` has nothing to do; every statement is idempotent.
 RERUN_033 = 'genisss migrate sql up --from baseline | psql -v ON_ERROR_STOP=1 "$DATABASE_URL"'
 MIGRATE_UP = "genisss migrate up"
-COMMANDS = (RERUN_033, MIGRATE_UP)
+RELAY = "genisss relay"  # the coalesced broadcast's trailing send (a long-running process)
+COMMANDS = (RERUN_033, MIGRATE_UP, RELAY)
 NO_BROADCAST = "Broadcast: not available here (no realtime.send())"  # the broadcast rows' skip
 
 # name -> (type as format_type() prints it, NOT NULL, the DDL that adds it)
@@ -65,7 +66,8 @@ class CheckReport:
 
 
 # The rows only Supabase Realtime needs; skipped for a database without it.
-REALTIME_ONLY = ("realtime visibility", "publication", "wal_level", "broadcast", "replication slot")
+REALTIME_ONLY = ("realtime visibility", "publication", "wal_level", "broadcast", "broadcast private",
+                 "broadcast trailing send", "replication slot")
 
 
 @dataclass

@@ -125,6 +125,11 @@ def check_broadcast(ctx: Context) -> CheckResult:
                "global_stats fails",
                *([] if usage else [f"GRANT USAGE ON SCHEMA realtime TO {role}"]),
                *([] if execute else [f"GRANT EXECUTE ON FUNCTION {schema.REALTIME_SEND} TO {role}"]))
+    settings = _settings_privileges(conn, owner)
+    if settings:  # 037's trigger reads (and on a send updates) the settings row
+        f.fail(f"{owner}, who owns {BROADCAST_FUNCTION}, may not read or update {schema.BROADCAST_SETTINGS}: "
+               "every update of global_stats fails",
+               *(fix.format(role=role) for fix in settings))
     if not insert:
         f.fail(f"{owner}, who owns {BROADCAST_FUNCTION}, may not INSERT into {schema.REALTIME_MESSAGES}: "
                "realtime.send() loses every message (a WARNING only)",
@@ -159,6 +164,20 @@ def _check_row_security(ctx: Context, f: Findings, owner: str, role: str) -> Non
                f"{BROADCAST_FUNCTION}, insert nothing: realtime.send() loses every message (a WARNING only)",
                f"CREATE POLICY {ctx.ident(schema.BROADCAST_SEND_POLICY)} ON {schema.REALTIME_MESSAGES} "
                f"FOR INSERT TO {role} WITH CHECK (topic = {topic} AND extension = 'broadcast')")
+
+
+def _settings_privileges(conn, owner: str) -> list[str]:
+    """The grants (templates for {role}) that 037's settings lack for owner."""
+    if not one(conn, "SELECT to_regclass(%s) IS NOT NULL", [schema.BROADCAST_SETTINGS])[0]:
+        return []
+    usage, select, update = one(conn, """
+        SELECT has_schema_privilege(%(owner)s, 'genisss', 'USAGE'),
+               has_table_privilege(%(owner)s, %(settings)s, 'SELECT'),
+               has_table_privilege(%(owner)s, %(settings)s, 'UPDATE')""",
+                                {"owner": owner, "settings": schema.BROADCAST_SETTINGS})
+    table = f"GRANT SELECT, UPDATE ON TABLE {schema.BROADCAST_SETTINGS} TO {{role}}"
+    schema_grant = "GRANT USAGE ON SCHEMA genisss TO {role}"
+    return ([] if usage else [schema_grant]) + ([] if select and update else [table])
 
 
 def _probe_partition(ctx: Context, f: Findings) -> str | None:

@@ -10,6 +10,7 @@ from psycopg.pq import TransactionStatus
 from genisss_cli.conn import db as dbmod
 from genisss_cli.core import schema
 from genisss_cli.core.checks import live
+from genisss_cli.core.checks.broadcast import PRIVATE_ROW, TRAILING_ROW, check_private, check_trailing
 from genisss_cli.core.checks.model import (
     API_ROLES,
     REALTIME_ONLY,
@@ -55,6 +56,8 @@ CHECKS: list[tuple[str, Callable[[Context], CheckResult | list[CheckResult]], bo
     ("wal_level", check_wal_level, True),
     ("trigger", check_trigger, False),
     ("broadcast", check_broadcast, False),
+    (PRIVATE_ROW, check_private, False),
+    (TRAILING_ROW, check_trailing, False),
     ("drift", check_drift, True),  # counters.drift() picks its own isolation level
     ("notify queue", check_notify_queue, False),
     ("replication slot", check_replication_slot, False),
