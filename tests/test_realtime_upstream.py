@@ -191,6 +191,34 @@ def test_check_passes_then_fails_without_todays_partition_and_its_fix_works(upst
     assert len(messages(db)) == before + 1
 
 
+def test_a_private_channel_on_the_real_schema(upstream_db, genisss):
+    """037's private setting against Realtime's own messages table, its row
+    level security and its policies' realtime.topic(): check's probe (as
+    Realtime authorises a channel join) passes, anon reads this topic's
+    message and no other, and the message is private."""
+    db = upstream_db
+    assert genisss("migrate", "up", dsn=db.dsn).code == 0
+    r = genisss("broadcast", "--private", "--yes", dsn=db.dsn)
+    assert r.code == 0, r.err
+    _, rows = check(genisss, db)
+    assert rows["broadcast private"]["status"] == "pass", rows["broadcast private"]
+    assert rows["broadcast"]["status"] == "pass", rows["broadcast"]
+    db.execute("SELECT increment_story_counter()")
+    with db.connect() as conn:
+        conn.execute("SELECT realtime.send('{}'::jsonb, 'other', 'another_topic', true)")
+        (private,), = conn.execute("SELECT private FROM realtime.messages WHERE topic = %s",
+                                   [schema.BROADCAST_TOPIC]).fetchall()
+        assert private is True
+        seen = {}
+        for topic in (schema.BROADCAST_TOPIC, "another_topic"):
+            with conn.transaction():
+                conn.execute("SET LOCAL ROLE anon")
+                conn.execute("""SELECT set_config('request.jwt.claims', '{"role": "anon"}', true),
+                                       set_config('realtime.topic', %s, true)""", [topic])
+                seen[topic] = conn.execute("SELECT count(*) FROM realtime.messages").fetchone()[0]
+    assert seen == {schema.BROADCAST_TOPIC: 1, "another_topic": 0}, seen
+
+
 def test_without_realtimes_grants_the_owner_check_fails(upstream_db, genisss, tmp_path):
     """The trigger function owned by a role that is not a superuser, with what
     the real schema grants postgres; then without its INSERT."""
@@ -201,6 +229,8 @@ def test_without_realtimes_grants_the_owner_check_fails(upstream_db, genisss, tm
     try:
         db.execute(f'GRANT USAGE ON SCHEMA realtime TO "{role}"')
         db.execute(f'GRANT INSERT ON realtime.messages TO "{role}"')
+        db.execute(f'GRANT USAGE ON SCHEMA genisss TO "{role}"')  # 037's settings, read by the trigger
+        db.execute(f'GRANT SELECT, UPDATE ON {schema.BROADCAST_SETTINGS} TO "{role}"')
         db.execute(f'ALTER FUNCTION {schema.BROADCAST_FUNCTION}() OWNER TO "{role}"')
         _, rows = check(genisss, db)
         assert rows["broadcast"]["status"] == "pass", rows["broadcast"]
