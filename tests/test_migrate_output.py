@@ -73,3 +73,11 @@ def test_migrate_tables_fit_80_columns_and_keep_every_identifier(migrated_db, fr
     r = genisss("migrate", "up", dsn=fresh_db.dsn, env=narrow)
     assert r.code == 0
     _fits("\n".join(line for line in r.out.splitlines() if "│" in line or "┃" in line))
+
+
+def test_the_help_of_up_down_and_stamp_names_the_real_head(genisss):
+    """The head is written once (core/schema.py); the help reads it there."""
+    for cmd in ("up", "down", "stamp"):
+        r = genisss("migrate", cmd, "--help", env={"COLUMNS": "200"})
+        assert r.code == 0, r.err
+        assert schema.HEAD in r.out and "{head}" not in r.out, (cmd, r.out)

@@ -42,7 +42,7 @@ def migrate_up(
         "--broadcast-no-limit", help="Then broadcast every change (genisss broadcast --no-limit).")] = False,
     *, env,
 ) -> int:
-    """Apply the migrations (the baseline, then 033 to 036) up to TARGET. Safe to rerun.
+    """Apply the migrations (the baseline, then 033 up to {head}) up to TARGET. Safe to rerun.
 
     Adopts a 033 that was pasted into the SQL editor by hand: the counter keeps
     its value, what is missing is added, the revision is recorded.
@@ -78,6 +78,7 @@ def migrate_down(
     """Roll back: reverting 034 restores the trigger that notifies on every
     update; reverting 033 drops the trigger, the functions, the publication
     membership and global_stats (with its counter). user_stories is never dropped.
+    The head is {head}.
 
     Shows the database and what will be lost, and asks.
 
@@ -212,7 +213,7 @@ def migrate_stamp(
     must change nothing. Otherwise it lists the differences and records
     nothing (exit 5); --force records it anyway. Asks first; --yes for scripts.
 
-    Example: genisss migrate stamp 036_notify_hint --yes
+    Example: genisss migrate stamp {head} --yes
     """
     from genisss_cli import render
     from genisss_cli.conn import db

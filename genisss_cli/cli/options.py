@@ -71,6 +71,10 @@ def command(group: typer.Typer, name: str, *, json_help: str = JSON_HELP):
             except Exception as exc:  # Ctrl-C goes on to run(), which says it once
                 return fail(env, exc)
 
+        if fn.__doc__ and "{head}" in fn.__doc__:  # the help names the real head, written once
+            from genisss_cli.core.schema import HEAD
+
+            run_command.__doc__ = fn.__doc__.replace("{head}", HEAD)
         run_command.__signature__ = sig.replace(parameters=params)
         run_command.__annotations__ = {p.name: p.annotation for p in params}
         group.command(name)(run_command)
