@@ -9,7 +9,7 @@ import os
 from datetime import UTC, datetime
 
 from genisss_cli.core import watch
-from genisss_cli.render.out import emit_json, key_values, say
+from genisss_cli.render.out import emit_json, key_values, print_line, say
 from genisss_cli.render.redact import mask_text
 from genisss_cli.render.registry import json_view, text_view
 
@@ -92,8 +92,7 @@ def watch_panel(v):
     if v.state == "gone":
         info.add_row("fix", Text(v.fix or "", style="bold"))
         info.add_row("", Text("waiting for it to come back (--exit-on-gone: exit 5)", style="dim"))
-    for note in v.notes:
-        info.add_row("note", Text(mask_text(note), style="yellow"))
+
     if v.last_change_at is None:
         last = "none yet"
     else:
@@ -143,7 +142,13 @@ class WatchLive:
         self._live.stop()
 
     def event(self, ev) -> None:
-        pass  # the refresh thread reads the stats
+        # The refresh thread reads the stats; a note is printed once, above the
+        # view (Live keeps it there), and stays after it.
+        if isinstance(ev, watch.Snapshot) and not (ev.reconnect or ev.resumed):
+            from rich.markup import escape
+
+            for note in ev.notes:
+                print_line(self.env, f"[yellow]note:[/] {escape(note)}")
 
 
 def _utc(epoch: float) -> str:

@@ -56,10 +56,14 @@ def extra_rows() -> str:
 
 
 def duplicate_singletons() -> str:
-    """Two rows 'singleton' (the primary key was dropped): keep the one changed last."""
-    return (f"DELETE FROM {TABLE} g USING {TABLE} h WHERE g.id = '{schema.ROW_ID}' "
+    """Two rows 'singleton' (the primary key was dropped): keep the one changed
+    last. Without a key a published table refuses DELETE (no replica
+    identity): FULL for the delete, DEFAULT (the key) again after."""
+    return (f"ALTER TABLE {TABLE} REPLICA IDENTITY FULL;\n"
+            f"DELETE FROM {TABLE} g USING {TABLE} h WHERE g.id = '{schema.ROW_ID}' "
             f"AND h.id = '{schema.ROW_ID}' AND (g.updated_at, g.ctid) < (h.updated_at, h.ctid);\n"
-            f"ALTER TABLE {TABLE} ADD PRIMARY KEY (id);")
+            f"ALTER TABLE {TABLE} ADD PRIMARY KEY (id);\n"
+            f"ALTER TABLE {TABLE} REPLICA IDENTITY DEFAULT;")
 
 
 def disabled_trigger(trigger_ident: str) -> str:
