@@ -47,8 +47,11 @@ def problems(conn, revision: str | None) -> list[Problem]:
     """Every state found, broken ones first; [] for a healthy counter."""
     has_table, has_function, trigger, unpublished, has_stories = conn.execute(_CATALOG_SQL).fetchone()
     if not has_table:
-        return [Problem(f"{schema.TABLE} does not exist (at revision {revision or 'base'})",
-                        fixes.missing_table(revision), True)]
+        at = revision or "base"
+        applied = schema.reached(revision, schema.REALTIME)
+        what = (f"{schema.TABLE} does not exist (at revision {at})" if applied
+                else f"migration 033 is not applied (at revision {at}): {schema.TABLE} does not exist")
+        return [Problem(what, fixes.missing_table(revision), True)]
     found = []
     singletons, others = conn.execute(_ROWS_SQL).fetchone()
     if not singletons:
