@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from genisss_cli.core import checks
-from genisss_cli.render.out import emit_json, print_line
+from genisss_cli.render.out import emit_json
 from genisss_cli.render.redact import mask_text
 from genisss_cli.render.registry import json_view, text_view
 
@@ -67,4 +67,6 @@ def report_text(env, report) -> None:
     summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
     if counts["fail"]:
         summary += " - run each fix as the table's owner (SQL) or in a shell (genisss/psql commands)"
-    print_line(env, escape(summary))
+    from rich.text import Text
+
+    env.console.print(Text(mask_text(summary)))  # wrapped between words, as the blocks are
