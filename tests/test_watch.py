@@ -505,3 +505,26 @@ def test_live_view_redraws_cleanly_at_80x24(migrated_db, tmp_path):
     assert found, text
     peak, now = found.groups()
     assert int(now) <= int(peak) and int(now) == seen, text
+
+
+def test_the_gone_view_shows_what_broke_and_its_fix_at_80_columns():
+    """The live view of a broken counter (the feed's part is tested through the
+    CLI in test_states.py), drawn by Rich at 80 columns."""
+    import io
+
+    from rich.console import Console
+
+    from genisss_cli.render.watch import watch_panel
+
+    stats = watch.WatchStats("127.0.0.1:5432/db")
+    stats.apply(watch.Snapshot(watch.Row(5, 1, None), 0.0, False, False))
+    fix = fixes.disabled_trigger("global_stats_notify")
+    stats.apply(watch.ConnectionState("gone", error="the NOTIFY trigger global_stats_notify is disabled",
+                                      fix=fix, at=stats.mono()))
+    out = io.StringIO()
+    Console(file=out, width=80, color_system=None).print(watch_panel(stats.view()))
+    text = out.getvalue()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    flat = " ".join(text.replace("│", " ").split())
+    assert "✗ connected, but the NOTIFY trigger global_stats_notify is disabled" in flat, text
+    assert f"fix {fix}" in flat and "waiting for it to come back (--exit-on-gone: exit 5)" in flat, text
