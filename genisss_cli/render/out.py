@@ -74,7 +74,7 @@ def table(env, title: str | None, columns: list[str], rows: list[list], caption:
 
     t = Table(title=title, caption=caption, title_justify="left", caption_justify="left")
     for col in columns:
-        t.add_column(col)
+        t.add_column(col, overflow="fold")  # wrapped between words; a word wider than the column folds
     for row in rows:
         t.add_row(*(cell(v) for v in row))
     env.console.print(t)
@@ -84,8 +84,8 @@ def key_values(env, title: str | None, pairs: list[tuple[str, object]]) -> None:
     from rich.table import Table  # Rich only for output that draws it
 
     t = Table(title=title, show_header=False, title_justify="left")
-    t.add_column(style="bold")
-    t.add_column()
+    t.add_column(style="bold", overflow="fold")  # never an ellipsis: a value too wide folds
+    t.add_column(overflow="fold")
     for key, value in pairs:
         t.add_row(key, cell(value))
     env.console.print(t)

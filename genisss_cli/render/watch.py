@@ -88,6 +88,7 @@ def watch_panel(v):
         state = Text(f"✗ connected, but {v.error}", style="red")
     else:
         state = Text(f"… {v.state}", style="yellow")
+    info.add_row("database", Text(mask_text(v.where), overflow="fold"))  # a title would be cropped
     info.add_row("connection", state)
     if v.state == "gone":
         info.add_row("fix", Text(v.fix or "", style="bold"))
@@ -109,7 +110,7 @@ def watch_panel(v):
     if v.resyncs:
         seen += f", {v.resyncs} jump{'s' if v.resyncs != 1 else ''} after reconnecting"
     info.add_row("changes", seen)
-    return Panel(Group(counters, Text(""), info), title=f"genisss watch · {mask_text(v.where)}",
+    return Panel(Group(counters, Text(""), info), title="genisss watch",
                  title_align="left", subtitle=f"watching {_duration(v.watching_s)} · Ctrl-C to stop",
                  subtitle_align="right", expand=False)
 
