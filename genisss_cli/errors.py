@@ -40,9 +40,10 @@ class GenisssError(Exception):
 # Errors more than one command raises, each worded once.
 
 def missing_row() -> GenisssError:
+    from genisss_cli.core.checks import fixes  # the one table of fixes; imported when it is needed
+
     return GenisssError(Exit.NOT_MIGRATED, "global_stats has no 'singleton' row",
-                        "recreate it: INSERT INTO public.global_stats (id) VALUES ('singleton'); "
-                        "then genisss sync")
+                        f"fix: {fixes.missing_row()}")
 
 
 def newer_database(revision: str, head: str) -> GenisssError:

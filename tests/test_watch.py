@@ -27,6 +27,7 @@ from conftest import clean_env
 
 from genisss_cli.conn import embedded
 from genisss_cli.core import watch
+from genisss_cli.core.checks import fixes
 from genisss_cli.render.watch import sparkline
 
 LIMIT = 60  # seconds: a safety net, never an expectation
@@ -303,7 +304,9 @@ def test_missing_notify_trigger_exits_5(migrated_db, genisss):
     r = genisss("watch", "--json", dsn=migrated_db.dsn)
     assert r.code == 5
     lines = r.err.strip().splitlines()
-    assert len(lines) == 1 and "NOTIFY trigger" in lines[0] and "genisss migrate up" in lines[0]
+    assert [json.loads(line) for line in lines] == [{
+        "error": "global_stats has no NOTIFY trigger (global_stats_notify): no change would arrive",
+        "exit": 5, "hint": f"fix: {fixes.missing_notify_trigger()}"}]
 
 
 # -- the live view, in a real terminal ---------------------------------------------------
@@ -431,3 +434,97 @@ def test_sparkline_and_windows():
     series = w.series(125.0)
     assert len(series) == 30 and series[-3:] == [4, 2, 0]
     assert w.series(60.0 * 40) == [0] * 30  # gone after 30 minutes
+
+
+def _change(n: int) -> watch.Change:
+    return watch.change(watch.Row(n, 0, None), 0.0)
+
+
+def test_now_never_exceeds_the_peak():
+    """Ten changes in the first ten seconds used to read "now 60/min" beside
+    "peak 10/min" (a 5-minute average extrapolated, against a partial calendar
+    minute). Both come from one series now; the same at any instant."""
+    clock = [1000.0]
+    stats = watch.WatchStats(mono=lambda: clock[0])
+    stats.apply(watch.Snapshot(watch.Row(0, 0, None), 0.0, False, False))
+    for n in range(1, 11):
+        clock[0] += 1.0
+        stats.apply(_change(n))
+    v = stats.view()
+    assert v.changes_last_min == 10 and max(v.spark) == 10
+    import random
+
+    rnd = random.Random(7)
+    for n in range(11, 3000):
+        clock[0] += rnd.choice((0.01, 0.5, 3.0, 59.9, 61.0, 400.0))
+        stats.apply(_change(n))
+        clock[0] += rnd.random() * 90
+        v = stats.view()
+        assert v.changes_last_min <= max(v.spark), (n, v.changes_last_min, v.spark)
+        assert v.changes_last_min == v.spark[-1]
+
+
+def test_live_view_redraws_cleanly_at_80x24(migrated_db, tmp_path):
+    """The frames, as a VT100 (pyte) shows them on an 80x24 terminal: one
+    panel, its borders square (no line wider than the screen, which would wrap
+    and leave the old frame's lines behind), every field whole, now <= peak."""
+    pyte = pytest.importorskip("pyte")
+    env = clean_env(tmp_path, TERM="xterm-256color")
+    env.pop("COLUMNS", None)
+    env.pop("NO_COLOR", None)
+    term = Terminal([sys.executable, "-m", "genisss_cli", "-d", migrated_db.dsn, "watch"], env,
+                    rows=24, cols=80)
+    try:
+        term.wait_for("● connected")
+        with migrated_db.connect() as conn:
+            bump(conn, "story", 25)  # in about a second: "now" used to read far above the peak
+        at = term.wait_for("+25 ")  # since start: a burst shows as fewer changes, never fewer stories
+        term.wait_for("╯", at)
+        time.sleep(0.5)  # a few more frames, drawn in place
+        screen = pyte.Screen(80, 24)
+        pyte.ByteStream(screen).feed(term.raw)
+        lines = [line.rstrip() for line in screen.display]
+    finally:
+        term.press(b"\x03")
+        code = term.close()
+    assert code == 0
+    panel = [line for line in lines if line.strip()]
+    text = "\n".join(panel)
+    assert text.count("╭") == 1 and text.count("╰") == 1, text  # one frame, not frames stacked
+    top = next(i for i, line in enumerate(panel) if "╭" in line)
+    bottom = next(i for i, line in enumerate(panel) if "╰" in line)
+    width = len(panel[top])
+    assert width <= 80
+    for line in panel[top:bottom + 1]:
+        assert len(line) == width and line[-1] in "╮│╯", text
+    for field in ("stories", "audio generations", "● connected", "latency", "changes/min", "+25",
+                  "Ctrl-C to stop", migrated_db.name):
+        assert field in text, text
+    seen = int(re.search(r"(\d+) seen", text).group(1))
+    found = re.search(r"peak (\d+)/min, now (\d+)/min", " ".join(text.replace("│", " ").split()))
+    assert found, text
+    peak, now = found.groups()
+    assert int(now) <= int(peak) and int(now) == seen, text
+
+
+def test_the_gone_view_shows_what_broke_and_its_fix_at_80_columns():
+    """The live view of a broken counter (the feed's part is tested through the
+    CLI in test_states.py), drawn by Rich at 80 columns."""
+    import io
+
+    from rich.console import Console
+
+    from genisss_cli.render.watch import watch_panel
+
+    stats = watch.WatchStats("127.0.0.1:5432/db")
+    stats.apply(watch.Snapshot(watch.Row(5, 1, None), 0.0, False, False))
+    fix = fixes.disabled_trigger("global_stats_notify")
+    stats.apply(watch.ConnectionState("gone", error="the NOTIFY trigger global_stats_notify is disabled",
+                                      fix=fix, at=stats.mono()))
+    out = io.StringIO()
+    Console(file=out, width=80, color_system=None).print(watch_panel(stats.view()))
+    text = out.getvalue()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    flat = " ".join(text.replace("│", " ").split())
+    assert "✗ connected, but the NOTIFY trigger global_stats_notify is disabled" in flat, text
+    assert f"fix {fix}" in flat and "waiting for it to come back (--exit-on-gone: exit 5)" in flat, text

@@ -19,6 +19,9 @@ def watch_command(
         typer.Option("--timeout", min=0.1, metavar="S", callback=seconds,
                      help="Exit after S seconds without a change (exit 8 if --count was not reached)."),
     ] = None,
+    exit_on_gone: Annotated[bool, typer.Option(
+        "--exit-on-gone", help="Exit 5 when the counter breaks while watching (table dropped, "
+                               "migration reverted, trigger disabled) instead of waiting for it.")] = False,
     *, env,
 ) -> int:
     """Follow the counter live: both totals, the change since start, the rate,
@@ -28,7 +31,9 @@ def watch_command(
     summary and exits 0.
 
     Needs a session (LISTEN): a transaction pooler (port 6543) exits 7; a
-    database without migration 033 exits 5.
+    database without migration 033, or whose counter is broken (no row, the
+    trigger disabled, ...), exits 5 with the fix. A counter that breaks while
+    watched is shown as gone, with its fix, until it is back.
 
     Examples: genisss watch, genisss watch --json --count 10
     """
@@ -39,8 +44,8 @@ def watch_command(
     database = db.resolve(env)
     stats = watch.WatchStats(database.where)
     outcome = watch.follow(database, stats, render.watch_sink(env, stats, database.where),
-                           count=count, timeout=timeout)
+                           count=count, timeout=timeout, exit_on_gone=exit_on_gone)
     render.show(outcome.summary, env)
     if outcome.message:
-        raise GenisssError(Exit(outcome.code), outcome.message)
+        raise GenisssError(Exit(outcome.code), outcome.message, outcome.hint)
     return outcome.code

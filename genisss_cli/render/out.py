@@ -81,7 +81,7 @@ def table(env, title: str | None, columns: list[str], rows: list[list], caption:
         if col in whole:
             t.add_column(col, no_wrap=True, min_width=max([len(col)] + [len(cell(r[i])) for r in rows]))
         else:
-            t.add_column(col, overflow="fold")
+            t.add_column(col, overflow="fold")  # wrapped between words; a word wider than the column folds
     for row in rows:
         t.add_row(*(cell(v) for v in row))
     env.console.print(t)
@@ -91,7 +91,7 @@ def key_values(env, title: str | None, pairs: list[tuple[str, object]]) -> None:
     from rich.table import Table  # Rich only for output that draws it
 
     t = Table(title=title, show_header=False, title_justify="left")
-    t.add_column(style="bold", no_wrap=True)
+    t.add_column(style="bold", overflow="fold")  # never an ellipsis: a value too wide folds
     t.add_column(overflow="fold")
     for key, value in pairs:
         t.add_row(key, cell(value))

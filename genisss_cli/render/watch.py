@@ -9,7 +9,7 @@ import os
 from datetime import UTC, datetime
 
 from genisss_cli.core import watch
-from genisss_cli.render.out import emit_json, key_values, say
+from genisss_cli.render.out import emit_json, key_values, print_line, say
 from genisss_cli.render.redact import mask_text
 from genisss_cli.render.registry import json_view, text_view
 
@@ -84,9 +84,16 @@ def watch_panel(v):
         state = Text(f"↻ reconnecting (attempt {v.attempt}, {when})", style="yellow")
         if v.error:
             state.append(f": {mask_text(v.error)}", style="dim")
+    elif v.state == "gone":
+        state = Text(f"✗ connected, but {v.error}", style="red")
     else:
         state = Text(f"… {v.state}", style="yellow")
+    info.add_row("database", Text(mask_text(v.where), overflow="fold"))  # a title would be cropped
     info.add_row("connection", state)
+    if v.state == "gone":
+        info.add_row("fix", Text(v.fix or "", style="bold"))
+        info.add_row("", Text("waiting for it to come back (--exit-on-gone: exit 5)", style="dim"))
+
     if v.last_change_at is None:
         last = "none yet"
     else:
@@ -96,14 +103,14 @@ def watch_panel(v):
                             f"p99 {_ms(v.latency_p99_ms)}   max {_ms(v.latency_max_ms)}")
     peak = max(v.spark, default=0)
     spark = Text(sparkline(v.spark), style="cyan")
-    spark.append(f"  last {v.spark_minutes} min, peak {peak:,}/min, now {v.changes_per_min:,.1f}/min",
+    spark.append(f"  last {v.spark_minutes} min, peak {peak:,}/min, now {v.changes_last_min:,}/min",
                  style="dim")
     info.add_row("changes/min", spark)
     seen = f"{v.changes:,} seen, {v.reconnects} reconnect{'s' if v.reconnects != 1 else ''}"
     if v.resyncs:
         seen += f", {v.resyncs} jump{'s' if v.resyncs != 1 else ''} after reconnecting"
     info.add_row("changes", seen)
-    return Panel(Group(counters, Text(""), info), title=f"genisss watch · {mask_text(v.where)}",
+    return Panel(Group(counters, Text(""), info), title="genisss watch",
                  title_align="left", subtitle=f"watching {_duration(v.watching_s)} · Ctrl-C to stop",
                  subtitle_align="right", expand=False)
 
@@ -136,7 +143,13 @@ class WatchLive:
         self._live.stop()
 
     def event(self, ev) -> None:
-        pass  # the refresh thread reads the stats
+        # The refresh thread reads the stats; a note is printed once, above the
+        # view (Live keeps it there), and stays after it.
+        if isinstance(ev, watch.Snapshot) and not (ev.reconnect or ev.resumed):
+            from rich.markup import escape
+
+            for note in ev.notes:
+                print_line(self.env, f"[yellow]note:[/] {escape(note)}")
 
 
 def _utc(epoch: float) -> str:
@@ -193,6 +206,14 @@ class WatchJson:
             r = ev.row
             totals = (f"total_stories {r.total_stories:,}, "
                       f"total_audio_generations {r.total_audio_generations:,}")
+            for note in ev.notes if not (ev.reconnect or ev.resumed) else ():
+                say(self.env, f"note: {note}")
+            if ev.resumed:
+                if ev.changed:
+                    self._line(r.total_stories, r.total_audio_generations, r.updated_at, ev.fetched_at,
+                               None, True)
+                say(self.env, f"global_stats is back at {self.where}: {totals}")
+                return
             if not ev.reconnect:
                 say(self.env, f"watching {watch.CHANNEL} at {self.where}: {totals} (Ctrl-C to stop)")
                 return
@@ -201,6 +222,8 @@ class WatchJson:
                            True)
             say(self.env, f"reconnected to {self.where}: {totals}"
                  + (" (changed while away)" if ev.changed else ""))
+        elif isinstance(ev, watch.ConnectionState) and ev.state == "gone":
+            say(self.env, f"{ev.error} (fix: {ev.fix}); waiting for it to come back")
         elif isinstance(ev, watch.ConnectionState) and ev.state == "reconnecting":
             say(self.env, f"reconnecting in {ev.retry_in or 0:.1f} s (attempt {ev.attempt}): "
                  f"{ev.error or 'connection lost'}")
@@ -213,6 +236,7 @@ _STOP_REASONS = {
     "timeout": "--timeout: no change",
     "output closed": "output closed",
     "ended": "the feed ended",
+    "gone": "the counter is gone (--exit-on-gone)",
 }
 
 

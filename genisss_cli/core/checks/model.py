@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from genisss_cli.core import schema
+from genisss_cli.core.checks import fixes
 from genisss_cli.errors import Exit
 
 TABLE = schema.TABLE
@@ -23,12 +24,8 @@ API_ROLES = schema.API_ROLES
 WORKER_ROLE = schema.WORKER_ROLE
 QUEUE_WARN = 0.01  # pg_notification_queue_usage() from which a warning is raised
 SLOT_LAG_WARN = 128 * 1024 * 1024  # bytes of WAL a Realtime slot may hold back
-# Reruns migration 033's statements when the revision is already at head, where
-# `genisss migrate up` has nothing to do; every statement is idempotent.
-RERUN_033 = 'genisss migrate sql up --from baseline | psql -v ON_ERROR_STOP=1 "$DATABASE_URL"'
-MIGRATE_UP = "genisss migrate up"
-RELAY = "genisss relay"  # the coalesced broadcast's trailing send (a long-running process)
-COMMANDS = (RERUN_033, MIGRATE_UP, RELAY)
+MIGRATE_UP, RERUN_033, REPAIR, RELAY, COMMANDS = (fixes.MIGRATE_UP, fixes.RERUN_033, fixes.REPAIR, fixes.RELAY,
+                                                fixes.COMMANDS)
 NO_BROADCAST = "Broadcast: not available here (no realtime.send())"  # the broadcast rows' skip
 
 # name -> (type as format_type() prints it, NOT NULL, the DDL that adds it)
@@ -129,7 +126,7 @@ def join_fixes(fixes: list[str]) -> str | None:
     for command in COMMANDS:
         if command in fixes:
             return command
-    return ";\n".join(fixes) + ";" if fixes else None
+    return ";\n".join(f.rstrip(";") for f in fixes) + ";" if fixes else None
 
 
 def reason(exc: BaseException) -> str:
@@ -138,8 +135,8 @@ def reason(exc: BaseException) -> str:
 
 
 def rerun_fix(ctx: Context) -> str:
-    """What restores a missing object of migration 033."""
-    return MIGRATE_UP if ctx.revision != schema.HEAD else RERUN_033
+    """What restores a missing table (and what depends on it) of migration 033."""
+    return fixes.missing_table(ctx.revision)
 
 
 RLS_HIDES = ("row level security hides its rows from this role (run genisss check as the table's owner "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import psycopg
 
 from genisss_cli.core import counters, schema
+from genisss_cli.core.checks import fixes
 from genisss_cli.core.checks.model import (
     NO_BROADCAST,
     RLS_HIDES,
@@ -46,8 +47,7 @@ def check_publication(ctx: Context) -> CheckResult:
         included = one(conn, """SELECT EXISTS (SELECT 1 FROM pg_publication_tables WHERE pubname = %s
                                    AND schemaname = 'public' AND tablename = 'global_stats')""", [pub])[0]
         if not included:
-            f.fail(f"{pub} does not include public.global_stats",
-                   ctx.sql("ALTER PUBLICATION {} ADD TABLE ", pub) + TABLE)
+            f.fail(f"{pub} does not include public.global_stats", fixes.not_published(ctx.ident(pub)))
     else:
         f.fail(f"{pub} cannot include public.global_stats, which does not exist", rerun_fix(ctx))
     scope = "all tables" if alltables else "public.global_stats"

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from genisss_cli.conn import db
 from genisss_cli.core import schema
+from genisss_cli.core.checks import fixes
 from genisss_cli.core.checks.model import (
     COLUMNS,
     FUNCTIONS,
     MIGRATE_UP,
     NOTIFY_FUNCTION,
-    NOTIFY_TRIGGER,
     NULL_DEFAULTS,
     RERUN_033,
     RLS_HIDES,
@@ -120,14 +120,13 @@ def check_table(ctx: Context) -> CheckResult:
                           FILTER (WHERE id IS DISTINCT FROM 'singleton'), '')
           FROM public.global_stats""")
     if total - singletons:
-        f.fail(f"{total} rows, expected exactly one (other ids: {others})",
-               f"DELETE FROM {TABLE} WHERE id IS DISTINCT FROM 'singleton'")
+        f.fail(f"{total} rows, expected exactly one (other ids: {others})", fixes.extra_rows())
+    if singletons > 1:  # the primary key was dropped: the increments update both
+        f.fail(f"{singletons} rows with id 'singleton' (no primary key): every increment updates each",
+               fixes.duplicate_singletons())
     if not singletons:
         has_stories = one(conn, "SELECT to_regclass('public.user_stories') IS NOT NULL")[0]
-        source = "SELECT 'singleton', count(*) FROM public.user_stories" if has_stories else \
-            "VALUES ('singleton', 0)"
-        f.fail("the singleton row is missing",
-               f"INSERT INTO {TABLE} (id, total_stories) {source} ON CONFLICT (id) DO NOTHING")
+        f.fail("the singleton row is missing", fixes.missing_row(has_stories))
     if not singleton_check:
         f.fail("no CHECK (id = 'singleton') constraint: a second row could be added",
                f"ALTER TABLE {TABLE} ADD CONSTRAINT global_stats_singleton CHECK (id = 'singleton')")
@@ -144,7 +143,7 @@ def check_functions(ctx: Context) -> CheckResult:
         row = one(ctx.conn, "SELECT prosecdef, proconfig FROM pg_proc WHERE oid = to_regprocedure(%s)",
                    [sig])
         if row is None:
-            f.fail(f"{sig} is missing", rerun_fix(ctx))
+            f.fail(f"{sig} is missing", fixes.missing_function(ctx.revision))
             continue
         secdef, config = row
         if not secdef:
@@ -171,7 +170,7 @@ def check_trigger(ctx: Context) -> CheckResult:
     func = one(conn, "SELECT to_regprocedure(%s)::oid", [NOTIFY_FUNCTION])[0]
     if not func:
         return CheckResult(name, "fail", f"{NOTIFY_FUNCTION} is missing, so no NOTIFY is sent",
-                           rerun_fix(ctx))
+                           fixes.missing_function(ctx.revision))
     rows = conn.execute("""
         SELECT tgname, tgenabled, (tgtype & 1) <> 0 AND (tgtype & 16) <> 0 AND (tgtype & 66) = 0,
                pg_get_triggerdef(oid) LIKE %s
@@ -190,12 +189,8 @@ def check_trigger(ctx: Context) -> CheckResult:
         t = good[0][0]
         state = "disabled" if good[0][1] == "D" else "enabled for replicas only"
         return CheckResult(name, "fail", f"trigger {t} is {state}: no NOTIFY on global_stats",
-                           ctx.sql("ALTER TABLE public.global_stats ENABLE TRIGGER {}", t) + ";")
-    fix = (f"DROP TRIGGER IF EXISTS {NOTIFY_TRIGGER} ON {TABLE};\n"
-           f"CREATE TRIGGER {NOTIFY_TRIGGER} AFTER UPDATE ON {TABLE} FOR EACH ROW "
-           f"WHEN (NOT pg_catalog.pg_try_advisory_xact_lock({schema.WATCH_LOCK}))\n"
-           f"EXECUTE FUNCTION {NOTIFY_FUNCTION};")
+                           fixes.disabled_trigger(ctx.ident(t)))
     return CheckResult(name, "fail", "no AFTER UPDATE trigger runs global_stats_notify(): "
-                       "genisss watch sees nothing", fix)
+                       "genisss watch sees nothing", fixes.missing_notify_trigger())
 
 

@@ -27,6 +27,7 @@ from datetime import datetime
 
 from genisss_cli.core import schema
 from genisss_cli.core.schema import WATCH_LOCK
+from genisss_cli.core.watch import probe
 from genisss_cli.errors import Exit, GenisssError, missing_row
 
 CHANNEL = schema.CHANNEL
@@ -53,15 +54,12 @@ ROW_SQL = (
     f"SELECT total_stories, total_audio_generations, updated_at FROM {schema.TABLE} "
     f"WHERE id = '{schema.ROW_ID}'"
 )
-# Without migration 033's trigger (a hand-pasted 033 may lack it) nothing is
-# ever sent: say so instead of showing a feed that never moves.
-TRIGGER_SQL = (
-    "SELECT tgenabled <> 'D' FROM pg_trigger "
-    "WHERE tgrelid = 'public.global_stats'::regclass AND tgname = 'global_stats_notify'"
-)
 HEARTBEAT_SQL = "SELECT 1"
 
 TICK = 0.2  # seconds between Idle events when nothing arrives
+# Seconds between two looks at the catalogs (probe.py) while watching: a table
+# dropped, a migration reverted or a trigger disabled sends no notification.
+PROBE = 2.0
 HEARTBEAT = 30.0  # a query after this much silence: finds a dead link, keeps idle timeouts away
 BACKOFF_MIN = 0.2
 BACKOFF_MAX = 5.0
@@ -98,6 +96,8 @@ class Snapshot:
     fetched_at: float  # wall clock, epoch seconds
     reconnect: bool  # False for the first connection
     changed: bool  # a reconnect found other values than the last ones seen: missed changes
+    resumed: bool = False  # read when the counter came back after being gone (state "gone")
+    notes: tuple[str, ...] = ()  # states the feed survives, each with its fix (probe.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,11 +117,12 @@ class Change:
 
 @dataclass(frozen=True, slots=True)
 class ConnectionState:
-    state: str  # "connected" | "reconnecting"
+    state: str  # "connected" | "reconnecting" | "gone" (connected, but the counter is broken)
     attempt: int = 0  # reconnecting: the attempt about to be made; connected: attempts it took
-    error: str | None = None  # why the last connection or attempt failed
+    error: str | None = None  # why the last connection or attempt failed; gone: what is broken
     retry_in: float | None = None  # seconds until the attempt
     at: float = 0.0  # monotonic clock when this state began
+    fix: str | None = None  # gone: what repairs it (core/checks/fixes.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,55 +229,100 @@ def _register_timeout(conn, timeout: float) -> GenisssError:
         f"SELECT pg_terminate_backend({pid}), or pg_advisory_unlock_all() in that session")
 
 
-def _open(db, wall, last: Row | None, reconnect: bool):
-    """Connect, register (LISTEN + WATCH_LOCK), then read the row: the
-    connection and the Snapshot. Notifications already pending are hints for
-    changes the row may not hold yet: the loop reads again for them."""
+def _connect(db):
+    """Connect and register (LISTEN + WATCH_LOCK): the connection and what
+    probe.problems() finds (broken states first). Notifications already
+    pending are hints for changes the row may not hold yet: the loop reads
+    again for them."""
     import psycopg
 
     from genisss_cli.conn import db as dbm
 
     conn = dbm.connect(_target(db), session=True)
     try:
-        schema.known_revision(conn)
+        revision = schema.known_revision(conn)
         listen(conn)
-        row = read_row(conn)
-        trigger = conn.execute(TRIGGER_SQL).fetchone()
-        if not trigger or not trigger[0]:
-            raise GenisssError(
-                Exit.NOT_MIGRATED,
-                "global_stats has no enabled NOTIFY trigger (global_stats_notify): no change would arrive",
-                "run: genisss migrate up")
-        fetched_at = wall()
+        found = probe.problems(conn, revision)
     except psycopg.Error as exc:
         conn.close()
         raise (dbm.translate(exc) or exc) from None
     except BaseException:
         conn.close()
         raise
-    changed = reconnect and last is not None and row.values != last.values
-    return conn, Snapshot(row, fetched_at, reconnect, changed)
+    return conn, found
 
 
-def events(db, *, tick: float = TICK, heartbeat: float = HEARTBEAT,
+def _broken(found: list[probe.Problem]) -> probe.Problem | None:
+    return found[0] if found and found[0].broken else None
+
+
+def _snapshot(conn, wall, last: Row | None, found, reconnect: bool, resumed: bool = False) -> Snapshot:
+    row = read_row(conn)
+    changed = last is not None and row.values != last.values and (reconnect or resumed)
+    notes = tuple(f"{p.what} (fix: {p.fix})" for p in found if not p.broken)
+    return Snapshot(row, wall(), reconnect, changed, resumed, notes)
+
+
+def _look(conn) -> list[probe.Problem]:
+    return probe.problems(conn, schema.current_revision(conn))
+
+
+def _while_gone(conn, problem, tick: float, every: float, mono, sleep):
+    """Say what is broken, look again every `every` seconds until it is not;
+    the problems found then. Hints that arrive meanwhile are dropped: the row
+    is read when the counter is back."""
+    yield ConnectionState("gone", error=problem.what, fix=problem.fix, at=mono())
+    while True:
+        due = mono() + every
+        while mono() < due:
+            _drain(conn)
+            sleep(min(tick, max(0.0, due - mono())))
+            yield Idle(mono())
+        found = _look(conn)
+        now = _broken(found)
+        if now is None:
+            return found
+        if now != problem:  # another state: say that one
+            problem = now
+            yield ConnectionState("gone", error=problem.what, fix=problem.fix, at=mono())
+
+
+def events(db, *, tick: float = TICK, heartbeat: float = HEARTBEAT, every: float = PROBE,
            backoff: tuple[float, float] = (BACKOFF_MIN, BACKOFF_MAX),
            wall=time.time, mono=time.monotonic, sleep=time.sleep) -> Iterator[Event]:
     """The LISTEN loop. The first connection's failure raises GenisssError
-    (exit code from it: 4 unreachable, 5 not migrated, 7 pooler); after that,
-    every failure is reported as ConnectionState("reconnecting") and retried,
-    with backoff from backoff[0] doubling to backoff[1] (plus up to 10%
-    jitter), for ever. Closing the generator closes the connection."""
+    (exit code from it: 4 unreachable, 5 not migrated or broken, 7 pooler);
+    after that, every failure is reported as ConnectionState("reconnecting")
+    and retried, with backoff from backoff[0] doubling to backoff[1] (plus up
+    to 10% jitter), for ever; a counter found broken (every `every` seconds,
+    probe.py) as ConnectionState("gone"), until it is back. Closing the
+    generator closes the connection."""
     import psycopg
 
-    conn, snap = _open(db, wall, None, reconnect=False)
+    conn, found = _connect(db)
+    if (problem := _broken(found)) is not None:
+        conn.close()
+        raise problem.error()
+    try:
+        snap = _snapshot(conn, wall, None, found, reconnect=False)
+    except BaseException:
+        conn.close()
+        raise
     last = snap.row
     try:
         yield ConnectionState("connected", at=mono())
         yield snap
+        pending = None  # a broken counter found on reconnecting
         while True:
             error = None
             try:
-                last_traffic = mono()
+                if pending is not None:
+                    found = yield from _while_gone(conn, pending, tick, every or PROBE, mono, sleep)
+                    pending = None
+                    snap = _snapshot(conn, wall, last, found, reconnect=True)
+                    last = snap.row
+                    yield snap
+                last_traffic = last_look = mono()
                 hinted = _drain(conn)  # what arrived while registering and reading
                 while True:
                     if not hinted:
@@ -286,17 +332,33 @@ def events(db, *, tick: float = TICK, heartbeat: float = HEARTBEAT,
                                     hinted = True
                                     break
                     now = mono()
+                    problem = None
                     if hinted:
                         _drain(conn)  # one read answers every hint that is here
-                        row = read_row(conn)
                         last_traffic = now
                         hinted = False
-                        if row != last:
+                        try:
+                            row = read_row(conn)
+                        except GenisssError:  # the row is gone: say what the catalogs say
+                            row, last_look = None, -every
+                        if row is not None and row != last:
                             last = row
                             yield change(row, wall())
                     elif heartbeat and now - last_traffic >= heartbeat:
                         conn.execute(HEARTBEAT_SQL)
                         last_traffic = mono()
+                    if every and now - last_look >= every:
+                        found = _look(conn)
+                        problem = _broken(found)
+                        last_look = last_traffic = mono()
+                    if problem is not None:
+                        found = yield from _while_gone(conn, problem, tick, every or PROBE, mono, sleep)
+                        snap = _snapshot(conn, wall, last, found, reconnect=False, resumed=True)
+                        last = snap.row
+                        yield ConnectionState("connected", at=mono())
+                        yield snap
+                        last_look = last_traffic = mono()
+                        hinted = _drain(conn)
                     yield Idle(now)
             except (psycopg.Error, OSError) as exc:
                 error = _error_text(exc)
@@ -314,11 +376,20 @@ def events(db, *, tick: float = TICK, heartbeat: float = HEARTBEAT,
                     sleep(min(tick, left))
                     yield Idle(mono())
                 try:
-                    conn, snap = _open(db, wall, last, reconnect=True)
+                    conn, found = _connect(db)
+                    problem = _broken(found)
+                    snap = None if problem else _snapshot(conn, wall, last, found, reconnect=True)
                 except (GenisssError, psycopg.Error, OSError) as exc:
+                    if conn is not None:
+                        with contextlib.suppress(Exception):
+                            conn.close()
+                    conn = None
                     error = _error_text(exc)
                     delay = min(delay * 2, backoff[1])
             yield ConnectionState("connected", attempt, None, None, mono())
+            if problem is not None:
+                pending = problem
+                continue
             last = snap.row
             yield snap
     finally:

@@ -7,7 +7,7 @@ import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from genisss_cli.core.watch.feed import Change, Event, Snapshot, events
+from genisss_cli.core.watch.feed import Change, ConnectionState, Event, Snapshot, events
 from genisss_cli.core.watch.stats import WatchStats, WatchSummary
 from genisss_cli.errors import Exit
 from genisss_cli.interrupts import Interrupts
@@ -20,15 +20,18 @@ class Outcome:
     summary: WatchSummary
     code: int
     message: str | None = None  # why the exit code is not 0
+    hint: str | None = None
 
 
 def follow(db, stats: WatchStats, sink, *, count: int | None = None, timeout: float | None = None,
-           stream: Iterator[Event] | None = None) -> Outcome:
+           exit_on_gone: bool = False, stream: Iterator[Event] | None = None) -> Outcome:
     """Run the LISTEN loop into sink (a context manager with .event(ev)) until
-    --count changes, --timeout seconds without one, Ctrl-C or a closed stdout.
+    --count changes, --timeout seconds without one, Ctrl-C, a closed stdout
+    or, with exit_on_gone, the counter found broken while watching (exit 5).
     The first connection's errors propagate (GenisssError); then it never fails."""
     mono = stats.mono
     reason = "interrupted"
+    gone = None
     stream = stream if stream is not None else events(db)
     # SIGINT and SIGTERM (a service manager's stop) raise KeyboardInterrupt only
     # while the loop waits for the server; while an event is being applied or
@@ -60,6 +63,9 @@ def follow(db, stats: WatchStats, sink, *, count: int | None = None, timeout: fl
                         ctrl_c.deferring = True
                         with stats.lock:
                             stats.apply(ev)
+                        if exit_on_gone and isinstance(ev, ConnectionState) and ev.state == "gone":
+                            gone, reason = ev, "gone"  # the error line says it, not "waiting"
+                            break
                         sink.event(ev)
                         if isinstance(ev, Change):
                             quiet_since = mono()
@@ -80,6 +86,8 @@ def follow(db, stats: WatchStats, sink, *, count: int | None = None, timeout: fl
         ctrl_c.deferring = True
         stream.close()
     summary = stats.summary(reason)
+    if gone is not None:
+        return Outcome(summary, Exit.NOT_MIGRATED, gone.error, f"fix: {gone.fix}")
     if reason == "timeout" and count is not None and stats.changes < count:
         return Outcome(summary, Exit.TIMEOUT,
                        f"saw {stats.changes} of {count} changes before {timeout:g} s of silence")

@@ -15,6 +15,7 @@ from genisss_cli.core.watch.feed import Change, ConnectionState, Event, Row, Sna
 RATE_WINDOW = 300.0  # seconds: the per-minute rates are averaged over the last 5 minutes
 SPARK_BUCKET = 60.0  # one sparkline bar per minute
 SPARK_BARS = 30  # over the last 30 minutes
+SPARK_STEP = 1.0  # seconds: the bars are sums of 1 s buckets, so they slide with the clock
 
 # -- statistics ----------------------------------------------------------------------
 
@@ -127,8 +128,9 @@ class WatchView:
     delta_audio_generations: int
     stories_per_min: float
     audio_per_min: float
-    changes_per_min: float
+    changes_per_min: float  # averaged over rate_window_s, as the counters' rates
     rate_window_s: float
+    changes_last_min: int  # the sparkline's "now": its last bar
     last_change_at: float | None  # wall clock
     since_last_change_s: float | None
     latency_last_ms: float | None
@@ -141,6 +143,8 @@ class WatchView:
     spark: list[int]  # changes per minute, SPARK_BARS of them, oldest first
     spark_minutes: int
     watching_s: float
+    fix: str | None = None  # state "gone": what repairs it
+    notes: tuple[str, ...] = ()  # what the feed survives but an operator should hear of
 
 
 @dataclass(frozen=True)
@@ -180,7 +184,8 @@ class WatchStats:
         self.last_change_mono: float | None = None
         self.latency = LatencyStats()
         self.rates = Window(1.0, RATE_WINDOW, width=3)  # stories, audio, changes
-        self.spark = Window(SPARK_BUCKET, SPARK_BUCKET * SPARK_BARS)
+        self.spark = Window(SPARK_STEP, SPARK_BUCKET * SPARK_BARS)
+        self.notes: tuple[str, ...] = ()
 
     def apply(self, ev: Event) -> None:
         if isinstance(ev, Change):
@@ -203,8 +208,9 @@ class WatchStats:
                 self.first = ev.row
             if ev.reconnect:
                 self.reconnects += 1
-                if ev.changed:
-                    self.resyncs += 1
+            if ev.changed:
+                self.resyncs += 1
+            self.notes = ev.notes
             self.current = ev.row
         elif isinstance(ev, ConnectionState):
             self.state = ev
@@ -214,6 +220,18 @@ class WatchStats:
             return 0, 0
         return (self.current.total_stories - self.first.total_stories,
                 self.current.total_audio_generations - self.first.total_audio_generations)
+
+    def bars(self, now: float) -> list[int]:
+        """Changes in each of the last SPARK_BARS minutes, the minute ending now
+        last. One series gives the bars, the peak (the highest bar) and "now"
+        (the last bar), so now can never exceed the peak: they are one
+        quantity, at one instant. Earlier, "now" was a 5-minute average
+        extrapolated from the time watched (10 changes in the first 10 s read
+        60/min) and the peak a count in calendar minutes, the current one
+        partial: 10/min."""
+        per_bar = round(SPARK_BUCKET / SPARK_STEP)
+        seconds = self.spark.series(now)
+        return [int(sum(seconds[i:i + per_bar])) for i in range(0, len(seconds), per_bar)]
 
     def view(self) -> WatchView:
         now = self.mono()
@@ -226,6 +244,7 @@ class WatchStats:
         if st.retry_in is not None:
             retry_in = max(0.0, st.at + st.retry_in - now)
         cur = self.current
+        bars = self.bars(now)
         return WatchView(
             where=self.where, state=st.state, attempt=st.attempt, error=st.error, retry_in=retry_in,
             total_stories=cur.total_stories if cur else None,
@@ -233,13 +252,14 @@ class WatchStats:
             delta_stories=ds, delta_audio_generations=da,
             stories_per_min=stories * per_min, audio_per_min=audio * per_min,
             changes_per_min=changes * per_min, rate_window_s=span,
+            changes_last_min=bars[-1],
             last_change_at=self.last_change_wall,
             since_last_change_s=None if self.last_change_mono is None else now - self.last_change_mono,
             latency_last_ms=self.latency.last, latency_p50_ms=self.latency.percentile(50),
             latency_p99_ms=self.latency.percentile(99), latency_max_ms=self.latency.max,
             changes=self.changes, resyncs=self.resyncs, reconnects=self.reconnects,
-            spark=[int(v) for v in self.spark.series(now)], spark_minutes=SPARK_BARS,
-            watching_s=now - self.started,
+            spark=bars, spark_minutes=SPARK_BARS,
+            watching_s=now - self.started, fix=st.fix, notes=self.notes,
         )
 
     def summary(self, reason: str) -> WatchSummary:
