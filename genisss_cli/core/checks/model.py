@@ -24,8 +24,8 @@ API_ROLES = schema.API_ROLES
 WORKER_ROLE = schema.WORKER_ROLE
 QUEUE_WARN = 0.01  # pg_notification_queue_usage() from which a warning is raised
 SLOT_LAG_WARN = 128 * 1024 * 1024  # bytes of WAL a Realtime slot may hold back
-MIGRATE_UP, RERUN_033, REPAIR, RELAY, COMMANDS = (fixes.MIGRATE_UP, fixes.RERUN_033, fixes.REPAIR, fixes.RELAY,
-                                                fixes.COMMANDS)
+MIGRATE_UP, RERUN_033, REPAIR, RELAY = fixes.MIGRATE_UP, fixes.RERUN_033, fixes.REPAIR, fixes.RELAY
+COMMANDS = fixes.COMMANDS
 NO_BROADCAST = "Broadcast: not available here (no realtime.send())"  # the broadcast rows' skip
 
 # name -> (type as format_type() prints it, NOT NULL, the DDL that adds it)
