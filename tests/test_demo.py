@@ -6,11 +6,11 @@ import json
 import signal
 import subprocess
 import sys
-import threading
 
 import psycopg
 import pytest
 from conftest import clean_env
+from test_watch import Watch
 
 from genisss_cli.conn import embedded
 from genisss_cli.core import schema
@@ -53,38 +53,8 @@ def user_counter(genisss, home) -> int:
     return doc["total_stories"]
 
 
-class Demo:
+class Demo(Watch):
     """A background `genisss demo --json`, its stdout and stderr read line by line."""
-
-    def __init__(self, proc: subprocess.Popen):
-        self.proc = proc
-        self.out: list[str] = []
-        self.err: list[str] = []
-        self.cond = threading.Condition()
-        self.threads = [threading.Thread(target=self._pump, args=s, daemon=True)
-                        for s in ((proc.stdout, self.out), (proc.stderr, self.err))]
-        for t in self.threads:
-            t.start()
-
-    def _pump(self, stream, lines) -> None:
-        for line in stream:
-            with self.cond:
-                lines.append(line.rstrip("\n"))
-                self.cond.notify_all()
-        with self.cond:
-            self.cond.notify_all()
-
-    def wait(self, predicate, what: str) -> None:
-        with self.cond:
-            if not self.cond.wait_for(lambda: predicate() or self.proc.poll() is not None, LIMIT) \
-                    or not predicate():
-                pytest.fail(f"demo never showed {what}; exit {self.proc.poll()}\n{self.out[-3:]}\n{self.err}")
-
-    def finish(self) -> int:
-        code = self.proc.wait(LIMIT)
-        for t in self.threads:
-            t.join(LIMIT)
-        return code
 
     def result(self) -> dict:
         return json.loads(self.err[-1])["demo"]

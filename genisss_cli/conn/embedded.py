@@ -59,13 +59,14 @@ def status(base: Path | None = None) -> EmbeddedStatus:
         pid, port, socket_dir, state = int(lines[0]), int(lines[3]), lines[4].strip(), lines[7].strip()
     except (OSError, IndexError, ValueError):
         return EmbeddedStatus(False, str(path), major_version=major)
-    if state != "ready" or not _alive(pid) or not socket_dir:
+    if state != "ready" or not alive(pid) or not socket_dir:
         return EmbeddedStatus(False, str(path), major_version=major)
     dsn = f"postgresql://postgres@/postgres?host={socket_dir}&port={port}"
     return EmbeddedStatus(True, str(path), pid, socket_dir, port, major, dsn)
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Is there a process pid (ours or another user's)?"""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

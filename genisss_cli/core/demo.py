@@ -49,16 +49,6 @@ def _pid_of(name: str) -> int | None:
     return int(tail) if name.startswith(schema.DEMO_PREFIX) and tail.isdigit() else None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _on(server, dbname: str):
     """The Database of dbname on server's cluster."""
     from psycopg import conninfo
@@ -75,12 +65,12 @@ def create(server, pid: int | None = None):
     (its db.Database, the names of the leftovers dropped)."""
     from psycopg import sql
 
-    from genisss_cli.conn import db
+    from genisss_cli.conn import db, embedded
 
     name = name_for(os.getpid() if pid is None else pid)
     with db.connect(server) as conn:
         names = [r[0] for r in conn.execute(_DEMOS_SQL, [schema.DEMO_PREFIX]).fetchall()]
-        stale = [n for n in names if n != name and (p := _pid_of(n)) is not None and not _alive(p)]
+        stale = [n for n in names if n != name and (p := _pid_of(n)) is not None and not embedded.alive(p)]
         for old in stale:
             _drop(conn, old)
         if name in names:  # this pid's, from a demo of long ago: start afresh
