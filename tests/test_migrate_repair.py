@@ -5,6 +5,7 @@ import re
 
 from conftest import install_realtime
 from test_migrate import HAND_APPLIED_033, catalog
+from test_migrate_script import psql
 
 from genisss_cli.core import schema
 
@@ -75,6 +76,30 @@ def test_repair_installs_035s_broadcast_once_realtime_exists(supabase_migrated_d
     assert db.scalar("SELECT count(*) FROM pg_trigger WHERE tgname = 'global_stats_broadcast'") == 0
     assert genisss("migrate", "repair", "--yes", dsn=db.dsn).code == 0
     assert db.scalar("SELECT count(*) FROM pg_trigger WHERE tgname = 'global_stats_broadcast'") == 1
+
+
+def test_repair_keeps_the_operators_own_grants(migrated_db, genisss):
+    """033 replaces a right function in place (it drops only one of another
+    type), so a grant to the operator's worker role outlives a rerun."""
+    db = migrated_db
+    role = f"worker_{db.name}"
+    db.execute(f'CREATE ROLE "{role}" NOLOGIN')
+    try:
+        db.execute(f'GRANT EXECUTE ON FUNCTION increment_story_counter() TO "{role}"')
+        oid = db.scalar("SELECT 'increment_story_counter()'::regprocedure::oid")
+        r = genisss("migrate", "repair", "--json", dsn=db.dsn)
+        assert r.code == 0 and json.loads(r.out)["changes"] == [], r.out
+        assert genisss("migrate", "repair", "--yes", dsn=db.dsn).code == 0
+        script = genisss("migrate", "sql", "up")
+        assert psql(db.dsn, script.out).returncode == 0
+        assert db.scalar("SELECT 'increment_story_counter()'::regprocedure::oid") == oid
+        assert db.scalar(f"SELECT has_function_privilege('{role}', 'increment_story_counter()', "
+                         "'EXECUTE')") is True
+    finally:
+        db.execute(f'DROP OWNED BY "{role}"')
+        db.server.drop_db(db.name)
+        with db.server.admin() as conn:
+            conn.execute(f'DROP ROLE IF EXISTS "{role}"')
 
 
 def test_repair_needs_a_recorded_revision(fresh_db, genisss):
