@@ -180,6 +180,26 @@ def test_adoption_reports_what_it_found_added_and_replaced(fresh_db, genisss):
     assert fresh_db.scalar("SELECT total_stories FROM global_stats") == 1323  # kept
 
 
+def test_adoption_and_repair_of_a_table_without_a_counter_column(fresh_db, genisss):
+    """033 adds a missing column (ADD COLUMN IF NOT EXISTS); reading the row
+    before it does must not need that column."""
+    fresh_db.execute(HAND_APPLIED_033.replace("  total_audio_generations BIGINT NOT NULL DEFAULT 0,\n", ""))
+    r = genisss("migrate", "up", "--json", dsn=fresh_db.dsn)
+    assert r.code == 0, r.err
+    adopted = json.loads(r.out)["adopted"]
+    assert ("column", "global_stats.total_audio_generations") in {
+        (c["kind"], c["name"]) for c in adopted["added"]}
+    row = next(c for c in adopted["replaced"] if c["kind"] == "row")
+    assert row["aspects"] == ["total_audio_generations"]  # the row kept its 1323 stories
+    assert fresh_db.scalar("SELECT total_stories FROM global_stats") == 1323
+
+    fresh_db.execute("ALTER TABLE global_stats DROP COLUMN total_audio_generations")
+    r = genisss("migrate", "repair", "--yes", "--json", dsn=fresh_db.dsn)
+    assert r.code == 0, r.err
+    assert ("column", "global_stats.total_audio_generations") in _changes(r.out)
+    assert fresh_db.scalar("SELECT increment_audio_counter()") == 1
+
+
 def test_adoption_table_fits_80_columns(fresh_db, genisss):
     fresh_db.execute(HAND_APPLIED_033)
     r = genisss("migrate", "up", dsn=fresh_db.dsn, env={"COLUMNS": "80"})

@@ -18,6 +18,8 @@ _TABLES = [schema.TABLE, schema.STORIES]
 _FUNCTIONS = [f.split(".", 1)[1] for f in (*schema.FUNCTIONS, schema.NOTIFY_FUNCTION,
                                            schema.BROADCAST_FUNCTION)]
 
+_COUNTERS = ("total_stories", "total_audio_generations")  # what a row's Change shows of it
+
 # (kind, query): each row is (name, aspect, value); an object is its kind and name.
 _QUERIES = [
     ("table", """
@@ -83,10 +85,11 @@ def snapshot(conn) -> Snapshot:
         for name, aspect, value in conn.execute(query, params).fetchall():
             objects.setdefault((kind, name), {})[aspect] = value
     if schema.TABLE in present:
-        for row in conn.execute(
-                f"SELECT id, total_stories, total_audio_generations FROM {schema.TABLE}").fetchall():
-            objects[("row", f"{schema.TABLE} id={row[0]}")] = {
-                "total_stories": str(row[1]), "total_audio_generations": str(row[2])}
+        # As jsonb: a hand-made table (adoption) or a damaged one (repair) may
+        # lack a counter column, which the migration is about to add.
+        for (row,) in conn.execute(f"SELECT to_jsonb(g) FROM {schema.TABLE} AS g").fetchall():
+            objects[("row", f"{schema.TABLE} id={row.get('id')}")] = {
+                k: str(row[k]) for k in _COUNTERS if k in row}
     return objects
 
 
