@@ -177,6 +177,13 @@ def test_adoption_reports_what_it_found_added_and_replaced(fresh_db, genisss):
     assert "definition" in replaced["increment_story_counter()"]  # it returned void
     assert "row level security" in replaced["global_stats"]
     assert adopted["removed"] == []
+    kept = {(c["kind"], c["name"]): c["aspects"] for c in adopted["kept"]}
+    assert kept[("row", "public.global_stats id=singleton")] == ["total_stories=1323",
+                                                                 "total_audio_generations=0"]
+    assert ("column", "global_stats.total_stories") in kept
+    # what it found is what it kept and what it replaced, nothing else
+    assert sorted(adopted["found"]) == sorted(f"{kind} {name}" for kind, name in
+                                              [*kept, *((c["kind"], c["name"]) for c in adopted["replaced"])])
     assert fresh_db.scalar("SELECT total_stories FROM global_stats") == 1323  # kept
 
 
@@ -206,8 +213,10 @@ def test_adoption_table_fits_80_columns(fresh_db, genisss):
     assert r.code == 0, r.err
     assert "Adopted a hand-applied schema" in r.out
     # how many depends on the server (PostgreSQL 18 lists NOT NULL as constraints)
-    assert re.search(r"found \d+ objects; kept \d+ as they were", r.out)
+    assert re.search(r"found \d+ objects: kept \d+, replaced 3; added \d+", r.out)
     assert "increment_audio_counter()" in r.out and "global_stats.last_audio_at" in r.out
+    # identifiers stay whole on their line, the longest one too
+    assert any("│ global_stats.total_audio_generations │ kept" in line for line in r.out.splitlines())
     assert max(len(line) for line in r.out.splitlines() if "│" in line) <= 80
     # a database migrated by genisss is not "adopted" again
     r = genisss("migrate", "up", "--json", dsn=fresh_db.dsn)

@@ -93,12 +93,16 @@ def snapshot(conn) -> Snapshot:
     return objects
 
 
+def _values(key, aspects: dict[str, str]) -> list[str]:
+    """What a row's Change shows of it: its counters (other objects: nothing)."""
+    return [f"{k}={v}" for k, v in aspects.items()] if key[0] == "row" else []
+
+
 def diff(before: Snapshot, after: Snapshot) -> list[Change]:
     changes = []
     for key in sorted(before.keys() | after.keys()):
         if key not in before:  # a new row says what it starts at
-            values = [f"{k}={v}" for k, v in after[key].items()] if key[0] == "row" else []
-            changes.append(Change(*key, "added", values))
+            changes.append(Change(*key, "added", _values(key, after[key])))
         elif key not in after:
             changes.append(Change(*key, "removed"))
         elif before[key] != after[key]:
@@ -106,6 +110,12 @@ def diff(before: Snapshot, after: Snapshot) -> list[Change]:
                              if before[key].get(k) != after[key].get(k))
             changes.append(Change(*key, "replaced", aspects))
     return changes
+
+
+def unchanged(before: Snapshot, changes: list[Change]) -> list[Change]:
+    """The objects of before that changes leave as they were ("kept")."""
+    changed = {(c.kind, c.name) for c in changes}
+    return [Change(*key, "kept", _values(key, before[key])) for key in sorted(before) if key not in changed]
 
 
 def names(snap: Snapshot) -> list[str]:

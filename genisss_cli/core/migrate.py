@@ -131,6 +131,7 @@ class Adoption:
     and what it added and replaced there."""
 
     found: list[str]
+    kept: list[catalog.Change]  # found and left as it was (the row: with its values)
     added: list[catalog.Change]
     replaced: list[catalog.Change]
     removed: list[catalog.Change]
@@ -138,8 +139,8 @@ class Adoption:
     @classmethod
     def of(cls, before: catalog.Snapshot, after: catalog.Snapshot) -> Adoption:
         changes = catalog.diff(before, after)
-        return cls(catalog.names(before), *([c for c in changes if c.change == kind]
-                                            for kind in ("added", "replaced", "removed")))
+        return cls(catalog.names(before), catalog.unchanged(before, changes),
+                   *([c for c in changes if c.change == kind] for kind in ("added", "replaced", "removed")))
 
 
 @dataclass

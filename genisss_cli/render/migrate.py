@@ -107,7 +107,8 @@ def _change_rows(changes) -> list[list[str]]:
 
 
 def _changes_table(env, title: str, changes) -> None:
-    table(env, title, ["object", "name", "change"], _change_rows(changes), whole=("object",))
+    table(env, title, ["object", "name", "change"], _change_rows(changes), whole=("object",),
+          words=("name",))
 
 
 @json_view(repair.Repaired)
@@ -147,7 +148,9 @@ def stamp_text(env, result) -> None:
 
 
 def _adoption_table(env, a) -> None:
-    rows = _change_rows([*a.added, *a.replaced, *a.removed])
-    kept = len(a.found) - len(a.replaced) - len(a.removed)
+    # In the order it happened: what it found (kept, replaced, removed), then what it added.
+    rows = _change_rows([*a.kept, *a.replaced, *a.removed, *a.added])
+    removed = f", removed {len(a.removed)}" if a.removed else ""
     table(env, "Adopted a hand-applied schema", ["object", "name", "change"], rows, whole=("object",),
-          caption=f"found {len(a.found)} objects; kept {kept} as they were")
+          words=("name",), caption=f"found {len(a.found)} objects: kept {len(a.kept)}, "
+                                   f"replaced {len(a.replaced)}{removed}; added {len(a.added)}")
