@@ -139,6 +139,26 @@ def test_stamp_records_a_matching_revision_and_refuses_a_mismatch(migrated_db, g
     assert "forced" in r.out and db.scalar("SELECT version_num FROM alembic_version") == schema.WATCHED
 
 
+def test_stamp_names_the_later_revisions_the_schema_has_too(migrated_db, genisss):
+    """Without realtime.send(), 035 installs nothing: a schema at 035 has all of
+    034 and of 035, and stamp 034 says so (and records what it was asked)."""
+    db = migrated_db
+    assert genisss("migrate", "down", schema.BROADCAST, "--yes", dsn=db.dsn).code == 0
+    r = genisss("migrate", "stamp", schema.WATCHED, "--yes", "--json", dsn=db.dsn)
+    assert r.code == 0, r.err
+    out = json.loads(r.out)
+    assert out["matches"] is True and out["later"] == [schema.BROADCAST]
+    assert db.scalar("SELECT version_num FROM alembic_version") == schema.WATCHED
+    r = genisss("migrate", "stamp", schema.WATCHED, "--yes", dsn=db.dsn)
+    assert f"genisss migrate stamp {schema.BROADCAST} records the latest" in " ".join(r.out.split())
+    # at head nothing comes later; where 036's function differs, 035 is no match
+    r = genisss("migrate", "stamp", schema.BROADCAST, "--yes", "--json", dsn=db.dsn)
+    assert json.loads(r.out)["later"] == []
+    assert genisss("migrate", "up", dsn=db.dsn).code == 0
+    r = genisss("migrate", "stamp", "head", "--yes", "--json", dsn=db.dsn)
+    assert json.loads(r.out)["later"] == [] and json.loads(r.out)["stamped"] is True
+
+
 def test_stamp_secures_the_version_table_it_creates(supabase_db, genisss):
     db = supabase_db
     db.execute(HAND_APPLIED_033.replace("CREATE TABLE user_stories",

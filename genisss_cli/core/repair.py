@@ -12,6 +12,7 @@ revision whose statements would change something.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 from genisss_cli.conn import db as dbmod
 from genisss_cli.core import catalog, migrate, schema
@@ -42,6 +43,7 @@ class Stamp:
     current: str | None
     target: str
     differences: list[catalog.Change]
+    later: list[str] = field(default_factory=list)  # later revisions the schema has all of too
     stamped: bool = False
     forced: bool = False
     notices: list[str] = field(default_factory=list)
@@ -79,11 +81,11 @@ class _session:
             raise migrate.migration_error(exc, self.lock_timeout) from None
         return schema.known_revision(self.conn)
 
-    def rerun(self, end: str) -> list[catalog.Change]:
-        """Run the upgrades from base to end; what the catalog shows changed."""
+    def rerun(self, end: str, start: str | None = None) -> list[catalog.Change]:
+        """Run the upgrades after start (base) up to end; what the catalog shows changed."""
         before = catalog.snapshot(self.conn)
         try:
-            for _, statement in migrate.upgrade_statements(None, end):
+            for _, statement in migrate.upgrade_statements(start, end):
                 self.conn.execute(statement)
         except Exception as exc:
             raise migrate.migration_error(exc, self.lock_timeout) from None
@@ -133,8 +135,9 @@ def stamp(database, target: str, *, write: bool, force: bool = False,
         current = s.lock()
         s.conn.execute("SAVEPOINT genisss_stamp")
         differences = s.rerun(rev)
+        later = [] if differences else _later_matches(s, rev)
         s.conn.execute("ROLLBACK TO SAVEPOINT genisss_stamp")  # stamp runs nothing
-        result = Stamp(database.where, current, rev, differences, forced=force and bool(differences),
+        result = Stamp(database.where, current, rev, differences, later, forced=force and bool(differences),
                        notices=s.notices)
         if write and (result.matches or force):
             _secure_version_table(s.conn)
@@ -143,6 +146,20 @@ def stamp(database, target: str, *, write: bool, force: bool = False,
             s.conn.commit()
             result.stamped = True
     return result
+
+
+def _later_matches(s: _session, rev: str) -> list[str]:
+    """The revisions after rev whose statements, run in turn, change nothing
+    either: the schema has all of them too (035 over 034 wherever it installed
+    nothing, or once its broadcast trigger is there), so rev is not the only
+    revision it matches."""
+    order = migrate.ordered_revisions()
+    later = []
+    for prev, nxt in pairwise(order[order.index(rev):]):
+        if s.rerun(nxt, prev):
+            break
+        later.append(nxt)
+    return later
 
 
 def mismatch(result: Stamp) -> GenisssError:

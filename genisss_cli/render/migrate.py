@@ -141,6 +141,10 @@ def stamp_text(env, result) -> None:
                        result.differences)
     else:
         print_line(env, f"{result.database}: the schema matches {result.target}")
+    if result.later:
+        its = "its statements" if len(result.later) == 1 else "their statements"
+        print_line(env, f"the schema has all of {', '.join(result.later)} too ({its} would change "
+                   f"nothing here): genisss migrate stamp {result.later[-1]} records the latest")
     if result.stamped:
         forced = " [yellow](forced: the schema does not match)[/]" if result.forced else ""
         print_line(env, f"{result.database}: recorded {result.target} "
