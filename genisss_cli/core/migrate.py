@@ -237,13 +237,13 @@ def _current(conn) -> str | None:
         raw.rollback()
 
 
-def migration_error(exc: Exception, lock_timeout: float) -> GenisssError:
+def migration_error(exc: Exception, lock_timeout: float, what: str = "the migration") -> GenisssError:
     from psycopg import errors
     from sqlalchemy.exc import DBAPIError
 
     original = exc.orig if isinstance(exc, DBAPIError) else exc
     if isinstance(original, errors.LockNotAvailable):
-        return lock_timed_out("the migration", lock_timeout)
+        return lock_timed_out(what, lock_timeout)
     err = dbmod.translate(original)
     if err is None:
         raise exc

@@ -56,8 +56,8 @@ class Stamp:
 class _session:
     """One transaction under the migrate lock, the server's genisss: notices kept."""
 
-    def __init__(self, database, lock_timeout: float):
-        self.database, self.lock_timeout = database, lock_timeout
+    def __init__(self, database, lock_timeout: float, what: str):
+        self.database, self.lock_timeout, self.what = database, lock_timeout, what  # what: for errors
         self.notices: list[str] = []
 
     def __enter__(self):
@@ -78,7 +78,7 @@ class _session:
             dbmod.set_lock_timeout(self.conn, self.lock_timeout)
             self.conn.execute("SELECT pg_catalog.pg_advisory_xact_lock(%s)", [schema.MIGRATE_LOCK])
         except Exception as exc:
-            raise migrate.migration_error(exc, self.lock_timeout) from None
+            raise migrate.migration_error(exc, self.lock_timeout, self.what) from None
         return schema.known_revision(self.conn)
 
     def rerun(self, end: str, start: str | None = None) -> list[catalog.Change]:
@@ -88,7 +88,7 @@ class _session:
             for _, statement in migrate.upgrade_statements(start, end):
                 self.conn.execute(statement)
         except Exception as exc:
-            raise migrate.migration_error(exc, self.lock_timeout) from None
+            raise migrate.migration_error(exc, self.lock_timeout, self.what) from None
         return catalog.diff(before, catalog.snapshot(self.conn))
 
     def __exit__(self, kind, exc, tb):
@@ -105,7 +105,7 @@ def repair(database, *, apply: bool, lock_timeout: float = migrate.DEFAULT_LOCK_
     a missing singleton row starts where migrate up starts one: total_stories
     at count(*) of user_stories, as sync_story_counter() would set it, and
     total_audio_generations at 0 (nothing to count it from)."""
-    with _session(database, lock_timeout) as s:
+    with _session(database, lock_timeout, "migrate repair") as s:
         current = s.lock()
         if current is None:
             raise GenisssError(Exit.NOT_MIGRATED, f"{database.where} has no recorded revision: nothing "
@@ -131,7 +131,7 @@ def stamp(database, target: str, *, write: bool, force: bool = False,
     """Compare the schema with target's (its upgrades rerun, then rolled back);
     with write, record target as the revision when they match (or force)."""
     rev = migrate.resolve_revision(target)
-    with _session(database, lock_timeout) as s:
+    with _session(database, lock_timeout, "migrate stamp") as s:
         current = s.lock()
         s.conn.execute("SAVEPOINT genisss_stamp")
         differences = s.rerun(rev)
