@@ -102,6 +102,27 @@ def test_repair_keeps_the_operators_own_grants(migrated_db, genisss):
             conn.execute(f'DROP ROLE IF EXISTS "{role}"')
 
 
+def test_repair_and_stamp_refuse_a_second_row_and_delete_nothing(migrated_db, genisss):
+    """033's singleton constraint, dropped, then a second row: rerunning 033
+    cannot add it back. Both say so in one line, pointing at check's fix."""
+    db = migrated_db
+    db.execute("ALTER TABLE global_stats DROP CONSTRAINT global_stats_singleton; "
+               "INSERT INTO global_stats (id, total_stories) VALUES ('other', 7)")
+    before = catalog(db.dsn)
+    for args, code in ((["repair"], 1), (["repair", "--yes"], 1), (["stamp", "head", "--yes"], 5)):
+        r = genisss("migrate", *args, dsn=db.dsn)
+        assert r.code == code, (args, r.output)
+        assert len(r.err.strip().splitlines()) == 1 and "global_stats_singleton" in r.err
+        assert "genisss check names the rows" in r.err, r.err
+        doc = json.loads(genisss("migrate", *args, "--json", dsn=db.dsn).err)
+        assert doc["exit"] == code and doc["hint"].startswith("nothing was changed")
+    assert catalog(db.dsn) == before
+    assert db.scalar("SELECT count(*) FROM global_stats") == 2
+    r = genisss("check", "--json", dsn=db.dsn)
+    fixes = " ".join(row["fix"] or "" for row in json.loads(r.out)["checks"])
+    assert "DELETE FROM public.global_stats WHERE id IS DISTINCT FROM 'singleton'" in fixes
+
+
 def test_repair_needs_a_recorded_revision(fresh_db, genisss):
     r = genisss("migrate", "repair", dsn=fresh_db.dsn)
     assert r.code == 5 and "no recorded revision" in r.err and "migrate up" in r.err

@@ -56,8 +56,9 @@ class Stamp:
 class _session:
     """One transaction under the migrate lock, the server's genisss: notices kept."""
 
-    def __init__(self, database, lock_timeout: float, what: str):
-        self.database, self.lock_timeout, self.what = database, lock_timeout, what  # what: for errors
+    def __init__(self, database, lock_timeout: float, what: str, blocked: Exit):
+        # what and blocked (an exit code): for the errors
+        self.database, self.lock_timeout, self.what, self.blocked = database, lock_timeout, what, blocked
         self.notices: list[str] = []
 
     def __enter__(self):
@@ -83,10 +84,17 @@ class _session:
 
     def rerun(self, end: str, start: str | None = None) -> list[catalog.Change]:
         """Run the upgrades after start (base) up to end; what the catalog shows changed."""
+        from psycopg import errors
+
         before = catalog.snapshot(self.conn)
         try:
             for _, statement in migrate.upgrade_statements(start, end):
                 self.conn.execute(statement)
+        except errors.IntegrityError as exc:  # rows the revision's constraint forbids
+            raise GenisssError(
+                self.blocked, f"{self.what}: {exc.diag.message_primary}, so the revision's statements "
+                "cannot run", "nothing was changed; genisss check names the rows and the fix, "
+                "yours to run: repair and stamp change no row that exists") from None
         except Exception as exc:
             raise migrate.migration_error(exc, self.lock_timeout, self.what) from None
         return catalog.diff(before, catalog.snapshot(self.conn))
@@ -105,7 +113,7 @@ def repair(database, *, apply: bool, lock_timeout: float = migrate.DEFAULT_LOCK_
     a missing singleton row starts where migrate up starts one: total_stories
     at count(*) of user_stories, as sync_story_counter() would set it, and
     total_audio_generations at 0 (nothing to count it from)."""
-    with _session(database, lock_timeout, "migrate repair") as s:
+    with _session(database, lock_timeout, "migrate repair", Exit.FINDING) as s:
         current = s.lock()
         if current is None:
             raise GenisssError(Exit.NOT_MIGRATED, f"{database.where} has no recorded revision: nothing "
@@ -131,7 +139,7 @@ def stamp(database, target: str, *, write: bool, force: bool = False,
     """Compare the schema with target's (its upgrades rerun, then rolled back);
     with write, record target as the revision when they match (or force)."""
     rev = migrate.resolve_revision(target)
-    with _session(database, lock_timeout, "migrate stamp") as s:
+    with _session(database, lock_timeout, "migrate stamp", Exit.NOT_MIGRATED) as s:
         current = s.lock()
         s.conn.execute("SAVEPOINT genisss_stamp")
         differences = s.rerun(rev)
