@@ -36,7 +36,8 @@ _QUERIES = [
         WHERE attrelid = ANY (%(tables)s::regclass[]) AND attnum > 0 AND NOT attisdropped"""),
     ("constraint", """
         SELECT conrelid::regclass::text || ' ' || conname, 'definition', pg_get_constraintdef(oid)
-        FROM pg_constraint WHERE conrelid = ANY (%(tables)s::regclass[])"""),
+        FROM pg_constraint WHERE conrelid = ANY (%(tables)s::regclass[])
+          AND contype <> 'n'  -- PostgreSQL 18's NOT NULL: the column's definition has it"""),
     ("trigger", """
         SELECT tgname || ' on ' || tgrelid::regclass::text, a.k, a.v FROM pg_trigger t,
           LATERAL (VALUES ('definition', pg_get_triggerdef(t.oid)),
