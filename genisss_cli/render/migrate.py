@@ -121,7 +121,8 @@ def repaired_text(env, result) -> None:
     for note in result.notices:
         print_line(env, f"[yellow]skipped:[/] {note}")
     if not result.changes:
-        print_line(env, f"{result.database}: nothing to repair, the schema has all of {result.revision}")
+        print_line(env, f"{result.database}: nothing to repair (the statements up to {result.revision} "
+                   "change nothing here)")
         return
     done = "repaired" if result.applied else "would repair (dry run)"
     _changes_table(env, f"{result.database}: {done} at {result.revision}", result.changes)
