@@ -78,37 +78,41 @@ def table(env, title: str | None, columns: list[str], rows: list[list], caption:
     from rich.table import Table  # Rich only for output that draws it
 
     t = Table(title=title, caption=caption, title_justify="left", caption_justify="left")
-    cells = [[cell(v) for v in row] for row in rows]
-    limits = _limits(env.console.width, columns, cells, words) if words else {}
     for i, col in enumerate(columns):
         if col in whole:
-            t.add_column(col, no_wrap=True, min_width=max([len(col)] + [len(r[i]) for r in cells]))
+            t.add_column(col, no_wrap=True, min_width=max([len(col)] + [len(cell(r[i])) for r in rows]))
         elif col in words:
-            t.add_column(col, overflow="fold", min_width=_longest_word(col, i, cells))
+            t.add_column(col, overflow="fold", min_width=_longest_word(col, i, rows))
         else:
-            t.add_column(col, overflow="fold", max_width=limits.get(col))
-    for row in cells:
-        t.add_row(*row)
+            t.add_column(col, overflow="fold")
+    for row in rows:
+        t.add_row(*(cell(v) for v in row))
+    limits = _limits(env.console.width, columns, rows, whole, words) if words else {}
+    for column in t.columns:
+        column.max_width = limits.get(column.header, column.max_width)
     env.console.print(t)
 
 
-def _longest_word(col: str, i: int, cells: list[list[str]]) -> int:
-    return max([len(col)] + [len(w) for r in cells for w in r[i].split()])
+def _longest_word(col: str, i: int, rows: list[list]) -> int:
+    return max([len(col)] + [len(w) for r in rows for w in cell(r[i]).split()])
 
 
-def _limits(width: int, columns: list[str], cells: list[list[str]], words) -> dict[str, int]:
+def _limits(width: int, columns: list[str], rows: list[list], whole, words) -> dict[str, int]:
     """How wide each column that gives way may grow, so that a words column
     keeps its longest word whole: Rich alone folds that word sooner than it
-    narrows another column. What the words columns leave is shared fairly
+    narrows another column. What the whole and words columns leave is shared fairly
     (a column narrower than its share keeps its own width); none where too
     little is left to share."""
     room = width - 3 * len(columns) - 1  # borders and padding: 3 a column, and 1
     natural = {}
     for i, col in enumerate(columns):
-        if col in words:
-            room -= _longest_word(col, i, cells)
+        longest = max([len(col)] + [len(cell(r[i])) for r in rows])
+        if col in whole:
+            room -= longest
+        elif col in words:
+            room -= _longest_word(col, i, rows)
         else:
-            natural[col] = max([len(col)] + [len(r[i]) for r in cells])
+            natural[col] = longest
     limits: dict[str, int] = {}
     pending = sorted(natural, key=natural.get)
     while pending and room >= 8 * len(pending):
