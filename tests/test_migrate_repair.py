@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from conftest import install_realtime
 from test_migrate import HAND_APPLIED_033, catalog
 from test_migrate_script import psql
@@ -261,3 +262,39 @@ def test_adoption_table_fits_80_columns(fresh_db, genisss):
     # a database migrated by genisss is not "adopted" again
     r = genisss("migrate", "up", "--json", dsn=fresh_db.dsn)
     assert json.loads(r.out)["adopted"] is None
+
+
+# -- genisss's own schema (037, merged from the bcast branch) ----------------------------
+
+SETTINGS = getattr(schema, "SETTINGS", None)  # 037_broadcast_settings where this genisss has it
+needs_037 = pytest.mark.skipif(SETTINGS is None, reason="needs migration 037 (genisss's own schema)")
+
+
+@needs_037
+def test_repair_recreates_037s_flush_and_settings_row(broadcast_db, genisss):
+    """Objects in genisss's schema are in repair's reading by where they live."""
+    db = broadcast_db
+    r = genisss("migrate", "repair", "--json", dsn=db.dsn)
+    assert r.code == 0 and json.loads(r.out)["changes"] == [], r.out
+    db.execute(f"DROP FUNCTION {schema.BROADCAST_FLUSH}(boolean); DELETE FROM {schema.BROADCAST_SETTINGS}")
+    r = genisss("migrate", "repair", "--json", dsn=db.dsn)
+    assert r.code == 1, r.output
+    changes = _changes(r.out)
+    assert ("function", f"{schema.BROADCAST_FLUSH}(boolean)") in changes
+    row = changes[("row", f"{schema.BROADCAST_SETTINGS} id=true")]
+    assert row["change"] == "added" and "private=false" in row["aspects"]
+    assert genisss("migrate", "repair", "--yes", dsn=db.dsn).code == 0
+    assert db.scalar(f"SELECT to_regprocedure('{schema.BROADCAST_FLUSH}(boolean)') IS NOT NULL")
+    assert db.scalar(f"SELECT count(*) FROM {schema.BROADCAST_SETTINGS}") == 1
+
+
+@needs_037
+def test_stamp_037_over_a_036_schema_is_refused(migrated_db, genisss):
+    db = migrated_db
+    assert genisss("migrate", "down", schema.HINT, "--yes", dsn=db.dsn).code == 0
+    r = genisss("migrate", "stamp", SETTINGS, "--yes", "--json", dsn=db.dsn)
+    assert r.code == 5, r.output
+    added = {(c["kind"], c["name"]) for c in json.loads(r.out)["differences"] if c["change"] == "added"}
+    assert ("schema", schema.OWN_SCHEMA) in added
+    assert ("table", schema.BROADCAST_SETTINGS) in added
+    assert db.scalar("SELECT version_num FROM alembic_version") == schema.HINT
