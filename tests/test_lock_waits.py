@@ -1,4 +1,4 @@
-"""bump, sync and migrate up/down behind a held lock: exit 8 after --lock-timeout,
+"""bump, sync and migrate up/down/repair/stamp behind a held lock: exit 8 after --lock-timeout,
 nothing changed, and the message names the backend that holds the lock."""
 
 import json
@@ -39,6 +39,9 @@ def assert_names_the_blocker(r, pid: int, what: str) -> None:
     (("bump", "audio", "--count", "50"), "bump"),
     (("sync",), "sync"),
     (("migrate", "down", schema.REALTIME, "--yes"), "the migration"),  # 034's trigger needs the table
+    (("migrate", "repair", "--yes"), "migrate repair"),  # 033's ALTER TABLE needs the table
+    (("migrate", "repair"), "migrate repair"),  # the dry run takes the same locks
+    (("migrate", "stamp", schema.HEAD, "--yes"), "migrate stamp"),
 ])
 def test_a_held_row_lock_is_named_and_nothing_changes(migrated_db, genisss, args, what):
     db = migrated_db

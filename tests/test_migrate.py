@@ -312,7 +312,9 @@ NEWER_TEXT = f"the database is at {NEWER}, newer than this genisss (head {schema
 NEWER_COMMANDS = [
     ("migrate", "status"), ("migrate", "history"), ("migrate", "up"), ("migrate", "up", "--dry-run"),
     ("migrate", "up", schema.REALTIME), ("migrate", "down", "--yes"), ("migrate", "down", "base", "--yes"),
-    ("migrate", "down", "--dry-run"), ("drift",), ("sync",), ("sync", "--if-drift"),
+    ("migrate", "down", "--dry-run"), ("migrate", "repair"), ("migrate", "repair", "--yes"),
+    ("migrate", "stamp", schema.HEAD, "--yes"), ("migrate", "stamp", schema.HEAD, "--yes", "--force"),
+    ("drift",), ("sync",), ("sync", "--if-drift"),
     ("watch", "--timeout", "1"), ("status",), ("bump", "story"), ("bump", "audio", "--count", "5"),
 ]
 

@@ -3,8 +3,10 @@
 import json
 import re
 
+import pytest
 from conftest import install_realtime
 from test_migrate import HAND_APPLIED_033, catalog
+from test_migrate_script import psql
 
 from genisss_cli.core import schema
 
@@ -77,6 +79,51 @@ def test_repair_installs_035s_broadcast_once_realtime_exists(supabase_migrated_d
     assert db.scalar("SELECT count(*) FROM pg_trigger WHERE tgname = 'global_stats_broadcast'") == 1
 
 
+def test_repair_keeps_the_operators_own_grants(migrated_db, genisss):
+    """033 replaces a right function in place (it drops only one of another
+    type), so a grant to the operator's worker role outlives a rerun."""
+    db = migrated_db
+    role = f"worker_{db.name}"
+    db.execute(f'CREATE ROLE "{role}" NOLOGIN')
+    try:
+        db.execute(f'GRANT EXECUTE ON FUNCTION increment_story_counter() TO "{role}"')
+        oid = db.scalar("SELECT 'increment_story_counter()'::regprocedure::oid")
+        r = genisss("migrate", "repair", "--json", dsn=db.dsn)
+        assert r.code == 0 and json.loads(r.out)["changes"] == [], r.out
+        assert genisss("migrate", "repair", "--yes", dsn=db.dsn).code == 0
+        script = genisss("migrate", "sql", "up")
+        assert psql(db.dsn, script.out).returncode == 0
+        assert db.scalar("SELECT 'increment_story_counter()'::regprocedure::oid") == oid
+        assert db.scalar(f"SELECT has_function_privilege('{role}', 'increment_story_counter()', "
+                         "'EXECUTE')") is True
+    finally:
+        db.execute(f'DROP OWNED BY "{role}"')
+        db.server.drop_db(db.name)
+        with db.server.admin() as conn:
+            conn.execute(f'DROP ROLE IF EXISTS "{role}"')
+
+
+def test_repair_and_stamp_refuse_a_second_row_and_delete_nothing(migrated_db, genisss):
+    """033's singleton constraint, dropped, then a second row: rerunning 033
+    cannot add it back. Both say so in one line, pointing at check's fix."""
+    db = migrated_db
+    db.execute("ALTER TABLE global_stats DROP CONSTRAINT global_stats_singleton; "
+               "INSERT INTO global_stats (id, total_stories) VALUES ('other', 7)")
+    before = catalog(db.dsn)
+    for args, code in ((["repair"], 1), (["repair", "--yes"], 1), (["stamp", "head", "--yes"], 5)):
+        r = genisss("migrate", *args, dsn=db.dsn)
+        assert r.code == code, (args, r.output)
+        assert len(r.err.strip().splitlines()) == 1 and "global_stats_singleton" in r.err
+        assert "genisss check names the rows" in r.err, r.err
+        doc = json.loads(genisss("migrate", *args, "--json", dsn=db.dsn).err)
+        assert doc["exit"] == code and doc["hint"].startswith("nothing was changed")
+    assert catalog(db.dsn) == before
+    assert db.scalar("SELECT count(*) FROM global_stats") == 2
+    r = genisss("check", "--json", dsn=db.dsn)
+    fixes = " ".join(row["fix"] or "" for row in json.loads(r.out)["checks"])
+    assert "DELETE FROM public.global_stats WHERE id IS DISTINCT FROM 'singleton'" in fixes
+
+
 def test_repair_needs_a_recorded_revision(fresh_db, genisss):
     r = genisss("migrate", "repair", dsn=fresh_db.dsn)
     assert r.code == 5 and "no recorded revision" in r.err and "migrate up" in r.err
@@ -112,6 +159,26 @@ def test_stamp_records_a_matching_revision_and_refuses_a_mismatch(migrated_db, g
     r = genisss("migrate", "stamp", schema.WATCHED, "--yes", "--force", dsn=db.dsn)
     assert r.code == 0, r.err
     assert "forced" in r.out and db.scalar("SELECT version_num FROM alembic_version") == schema.WATCHED
+
+
+def test_stamp_names_the_later_revisions_the_schema_has_too(migrated_db, genisss):
+    """Without realtime.send(), 035 installs nothing: a schema at 035 has all of
+    034 and of 035, and stamp 034 says so (and records what it was asked)."""
+    db = migrated_db
+    assert genisss("migrate", "down", schema.BROADCAST, "--yes", dsn=db.dsn).code == 0
+    r = genisss("migrate", "stamp", schema.WATCHED, "--yes", "--json", dsn=db.dsn)
+    assert r.code == 0, r.err
+    out = json.loads(r.out)
+    assert out["matches"] is True and out["later"] == [schema.BROADCAST]
+    assert db.scalar("SELECT version_num FROM alembic_version") == schema.WATCHED
+    r = genisss("migrate", "stamp", schema.WATCHED, "--yes", dsn=db.dsn)
+    assert f"genisss migrate stamp {schema.BROADCAST} records the latest" in " ".join(r.out.split())
+    # at head nothing comes later; where 036's function differs, 035 is no match
+    r = genisss("migrate", "stamp", schema.BROADCAST, "--yes", "--json", dsn=db.dsn)
+    assert json.loads(r.out)["later"] == []
+    assert genisss("migrate", "up", dsn=db.dsn).code == 0
+    r = genisss("migrate", "stamp", "head", "--yes", "--json", dsn=db.dsn)
+    assert json.loads(r.out)["later"] == [] and json.loads(r.out)["stamped"] is True
 
 
 def test_stamp_secures_the_version_table_it_creates(supabase_db, genisss):
@@ -152,7 +219,34 @@ def test_adoption_reports_what_it_found_added_and_replaced(fresh_db, genisss):
     assert "definition" in replaced["increment_story_counter()"]  # it returned void
     assert "row level security" in replaced["global_stats"]
     assert adopted["removed"] == []
+    kept = {(c["kind"], c["name"]): c["aspects"] for c in adopted["kept"]}
+    assert kept[("row", "public.global_stats id=singleton")] == ["total_stories=1323",
+                                                                 "total_audio_generations=0"]
+    assert ("column", "global_stats.total_stories") in kept
+    # what it found is what it kept and what it replaced, nothing else
+    assert sorted(adopted["found"]) == sorted(f"{kind} {name}" for kind, name in
+                                              [*kept, *((c["kind"], c["name"]) for c in adopted["replaced"])])
     assert fresh_db.scalar("SELECT total_stories FROM global_stats") == 1323  # kept
+
+
+def test_adoption_and_repair_of_a_table_without_a_counter_column(fresh_db, genisss):
+    """033 adds a missing column (ADD COLUMN IF NOT EXISTS); reading the row
+    before it does must not need that column."""
+    fresh_db.execute(HAND_APPLIED_033.replace("  total_audio_generations BIGINT NOT NULL DEFAULT 0,\n", ""))
+    r = genisss("migrate", "up", "--json", dsn=fresh_db.dsn)
+    assert r.code == 0, r.err
+    adopted = json.loads(r.out)["adopted"]
+    assert ("column", "global_stats.total_audio_generations") in {
+        (c["kind"], c["name"]) for c in adopted["added"]}
+    row = next(c for c in adopted["replaced"] if c["kind"] == "row")
+    assert row["aspects"] == ["total_audio_generations"]  # the row kept its 1323 stories
+    assert fresh_db.scalar("SELECT total_stories FROM global_stats") == 1323
+
+    fresh_db.execute("ALTER TABLE global_stats DROP COLUMN total_audio_generations")
+    r = genisss("migrate", "repair", "--yes", "--json", dsn=fresh_db.dsn)
+    assert r.code == 0, r.err
+    assert ("column", "global_stats.total_audio_generations") in _changes(r.out)
+    assert fresh_db.scalar("SELECT increment_audio_counter()") == 1
 
 
 def test_adoption_table_fits_80_columns(fresh_db, genisss):
@@ -160,10 +254,48 @@ def test_adoption_table_fits_80_columns(fresh_db, genisss):
     r = genisss("migrate", "up", dsn=fresh_db.dsn, env={"COLUMNS": "80"})
     assert r.code == 0, r.err
     assert "Adopted a hand-applied schema" in r.out
-    # how many depends on the server (PostgreSQL 18 lists NOT NULL as constraints)
-    assert re.search(r"found \d+ objects; kept \d+ as they were", r.out)
+    # the same on every server (PostgreSQL 18's NOT NULL constraints are the columns')
+    assert re.search(r"found 14 objects: kept 11, replaced 3; added \d+", r.out)  # 037 adds more
     assert "increment_audio_counter()" in r.out and "global_stats.last_audio_at" in r.out
+    # identifiers stay whole on their line, the longest one too
+    assert re.search(r"^│ column +│ global_stats\.total_audio_generations +│ kept", r.out, re.MULTILINE)
     assert max(len(line) for line in r.out.splitlines() if "│" in line) <= 80
     # a database migrated by genisss is not "adopted" again
     r = genisss("migrate", "up", "--json", dsn=fresh_db.dsn)
     assert json.loads(r.out)["adopted"] is None
+
+
+# -- genisss's own schema (037, merged from the bcast branch) ----------------------------
+
+SETTINGS = getattr(schema, "SETTINGS", None)  # 037_broadcast_settings where this genisss has it
+needs_037 = pytest.mark.skipif(SETTINGS is None, reason="needs migration 037 (genisss's own schema)")
+
+
+@needs_037
+def test_repair_recreates_037s_flush_and_settings_row(broadcast_db, genisss):
+    """Objects in genisss's schema are in repair's reading by where they live."""
+    db = broadcast_db
+    r = genisss("migrate", "repair", "--json", dsn=db.dsn)
+    assert r.code == 0 and json.loads(r.out)["changes"] == [], r.out
+    db.execute(f"DROP FUNCTION {schema.BROADCAST_FLUSH}(boolean); DELETE FROM {schema.BROADCAST_SETTINGS}")
+    r = genisss("migrate", "repair", "--json", dsn=db.dsn)
+    assert r.code == 1, r.output
+    changes = _changes(r.out)
+    assert ("function", f"{schema.BROADCAST_FLUSH}(boolean)") in changes
+    row = changes[("row", f"{schema.BROADCAST_SETTINGS} id=true")]
+    assert row["change"] == "added" and "private=false" in row["aspects"]
+    assert genisss("migrate", "repair", "--yes", dsn=db.dsn).code == 0
+    assert db.scalar(f"SELECT to_regprocedure('{schema.BROADCAST_FLUSH}(boolean)') IS NOT NULL")
+    assert db.scalar(f"SELECT count(*) FROM {schema.BROADCAST_SETTINGS}") == 1
+
+
+@needs_037
+def test_stamp_037_over_a_036_schema_is_refused(migrated_db, genisss):
+    db = migrated_db
+    assert genisss("migrate", "down", schema.HINT, "--yes", dsn=db.dsn).code == 0
+    r = genisss("migrate", "stamp", SETTINGS, "--yes", "--json", dsn=db.dsn)
+    assert r.code == 5, r.output
+    added = {(c["kind"], c["name"]) for c in json.loads(r.out)["differences"] if c["change"] == "added"}
+    assert ("schema", schema.OWN_SCHEMA) in added
+    assert ("table", schema.BROADCAST_SETTINGS) in added
+    assert db.scalar("SELECT version_num FROM alembic_version") == schema.HINT

@@ -97,13 +97,31 @@ UPGRADE = [
     ON CONFLICT (id) DO NOTHING
     """,
     # -- the functions ---------------------------------------------------------
-    # Dropped first: a hand-applied 033 may have returned another type.
-    "DROP FUNCTION IF EXISTS public.increment_story_counter()",
-    "DROP FUNCTION IF EXISTS public.increment_audio_counter()",
-    "DROP FUNCTION IF EXISTS public.sync_story_counter()",
+    # Dropped first only where a hand-applied 033 returned another type (or
+    # made a procedure): CREATE OR REPLACE cannot change that. A function that
+    # is already right is replaced in place, so that a rerun (migrate repair,
+    # the rerunnable `migrate sql up`) keeps its grants to the operator's roles.
+    """
+    DO $$
+    DECLARE
+      f regprocedure;
+    BEGIN
+      FOR f IN
+        SELECT p.oid FROM pg_proc AS p
+          JOIN (VALUES ('increment_story_counter', 'bigint'), ('increment_audio_counter', 'bigint'),
+                       ('sync_story_counter', 'TABLE(old_count bigint, new_count bigint, difference bigint)'))
+               AS want (name, result) ON p.proname = want.name
+         WHERE p.pronamespace = 'public'::regnamespace AND p.pronargs = 0
+           AND (p.prokind <> 'f' OR pg_get_function_result(p.oid) <> want.result)
+      LOOP
+        EXECUTE 'DROP ROUTINE ' || f::text;
+      END LOOP;
+    END
+    $$
+    """,
     # One UPDATE each: the row lock makes n = n + 1 atomic under any concurrency.
     """
-    CREATE FUNCTION public.increment_story_counter() RETURNS bigint
+    CREATE OR REPLACE FUNCTION public.increment_story_counter() RETURNS bigint
     LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = ''
     AS $$
       UPDATE public.global_stats
@@ -113,7 +131,7 @@ UPGRADE = [
     $$
     """,
     """
-    CREATE FUNCTION public.increment_audio_counter() RETURNS bigint
+    CREATE OR REPLACE FUNCTION public.increment_audio_counter() RETURNS bigint
     LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = ''
     AS $$
       UPDATE public.global_stats
@@ -126,7 +144,7 @@ UPGRADE = [
     # The row is locked before counting: an increment that arrives meanwhile
     # waits, then adds its 1 to the synced value, so none is lost.
     """
-    CREATE FUNCTION public.sync_story_counter()
+    CREATE OR REPLACE FUNCTION public.sync_story_counter()
     RETURNS TABLE (old_count bigint, new_count bigint, difference bigint)
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = ''
     AS $$

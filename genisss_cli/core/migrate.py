@@ -131,6 +131,7 @@ class Adoption:
     and what it added and replaced there."""
 
     found: list[str]
+    kept: list[catalog.Change]  # found and left as it was (the row: with its values)
     added: list[catalog.Change]
     replaced: list[catalog.Change]
     removed: list[catalog.Change]
@@ -138,8 +139,8 @@ class Adoption:
     @classmethod
     def of(cls, before: catalog.Snapshot, after: catalog.Snapshot) -> Adoption:
         changes = catalog.diff(before, after)
-        return cls(catalog.names(before), *([c for c in changes if c.change == kind]
-                                            for kind in ("added", "replaced", "removed")))
+        return cls(catalog.names(before), catalog.unchanged(before, changes),
+                   *([c for c in changes if c.change == kind] for kind in ("added", "replaced", "removed")))
 
 
 @dataclass
@@ -236,13 +237,13 @@ def _current(conn) -> str | None:
         raw.rollback()
 
 
-def migration_error(exc: Exception, lock_timeout: float) -> GenisssError:
+def migration_error(exc: Exception, lock_timeout: float, what: str = "the migration") -> GenisssError:
     from psycopg import errors
     from sqlalchemy.exc import DBAPIError
 
     original = exc.orig if isinstance(exc, DBAPIError) else exc
     if isinstance(original, errors.LockNotAvailable):
-        return lock_timed_out("the migration", lock_timeout)
+        return lock_timed_out(what, lock_timeout)
     err = dbmod.translate(original)
     if err is None:
         raise exc

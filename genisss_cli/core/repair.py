@@ -12,6 +12,7 @@ revision whose statements would change something.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 from genisss_cli.conn import db as dbmod
 from genisss_cli.core import catalog, migrate, schema
@@ -42,6 +43,7 @@ class Stamp:
     current: str | None
     target: str
     differences: list[catalog.Change]
+    later: list[str] = field(default_factory=list)  # later revisions the schema has all of too
     stamped: bool = False
     forced: bool = False
     notices: list[str] = field(default_factory=list)
@@ -54,8 +56,9 @@ class Stamp:
 class _session:
     """One transaction under the migrate lock, the server's genisss: notices kept."""
 
-    def __init__(self, database, lock_timeout: float):
-        self.database, self.lock_timeout = database, lock_timeout
+    def __init__(self, database, lock_timeout: float, what: str, blocked: Exit):
+        # what and blocked (an exit code): for the errors
+        self.database, self.lock_timeout, self.what, self.blocked = database, lock_timeout, what, blocked
         self.notices: list[str] = []
 
     def __enter__(self):
@@ -76,17 +79,24 @@ class _session:
             dbmod.set_lock_timeout(self.conn, self.lock_timeout)
             self.conn.execute("SELECT pg_catalog.pg_advisory_xact_lock(%s)", [schema.MIGRATE_LOCK])
         except Exception as exc:
-            raise migrate.migration_error(exc, self.lock_timeout) from None
+            raise migrate.migration_error(exc, self.lock_timeout, self.what) from None
         return schema.known_revision(self.conn)
 
-    def rerun(self, end: str) -> list[catalog.Change]:
-        """Run the upgrades from base to end; what the catalog shows changed."""
+    def rerun(self, end: str, start: str | None = None) -> list[catalog.Change]:
+        """Run the upgrades after start (base) up to end; what the catalog shows changed."""
+        from psycopg import errors
+
         before = catalog.snapshot(self.conn)
         try:
-            for _, statement in migrate.upgrade_statements(None, end):
+            for _, statement in migrate.upgrade_statements(start, end):
                 self.conn.execute(statement)
+        except errors.IntegrityError as exc:  # rows the revision's constraint forbids
+            raise GenisssError(
+                self.blocked, f"{self.what}: {exc.diag.message_primary}, so the revision's statements "
+                "cannot run", "nothing was changed; genisss check names the rows and the fix, "
+                "yours to run: repair and stamp change no row that exists") from None
         except Exception as exc:
-            raise migrate.migration_error(exc, self.lock_timeout) from None
+            raise migrate.migration_error(exc, self.lock_timeout, self.what) from None
         return catalog.diff(before, catalog.snapshot(self.conn))
 
     def __exit__(self, kind, exc, tb):
@@ -103,7 +113,7 @@ def repair(database, *, apply: bool, lock_timeout: float = migrate.DEFAULT_LOCK_
     a missing singleton row starts where migrate up starts one: total_stories
     at count(*) of user_stories, as sync_story_counter() would set it, and
     total_audio_generations at 0 (nothing to count it from)."""
-    with _session(database, lock_timeout) as s:
+    with _session(database, lock_timeout, "migrate repair", Exit.FINDING) as s:
         current = s.lock()
         if current is None:
             raise GenisssError(Exit.NOT_MIGRATED, f"{database.where} has no recorded revision: nothing "
@@ -129,12 +139,13 @@ def stamp(database, target: str, *, write: bool, force: bool = False,
     """Compare the schema with target's (its upgrades rerun, then rolled back);
     with write, record target as the revision when they match (or force)."""
     rev = migrate.resolve_revision(target)
-    with _session(database, lock_timeout) as s:
+    with _session(database, lock_timeout, "migrate stamp", Exit.NOT_MIGRATED) as s:
         current = s.lock()
         s.conn.execute("SAVEPOINT genisss_stamp")
         differences = s.rerun(rev)
+        later = [] if differences else _later_matches(s, rev)
         s.conn.execute("ROLLBACK TO SAVEPOINT genisss_stamp")  # stamp runs nothing
-        result = Stamp(database.where, current, rev, differences, forced=force and bool(differences),
+        result = Stamp(database.where, current, rev, differences, later, forced=force and bool(differences),
                        notices=s.notices)
         if write and (result.matches or force):
             _secure_version_table(s.conn)
@@ -143,6 +154,20 @@ def stamp(database, target: str, *, write: bool, force: bool = False,
             s.conn.commit()
             result.stamped = True
     return result
+
+
+def _later_matches(s: _session, rev: str) -> list[str]:
+    """The revisions after rev whose statements, run in turn, change nothing
+    either: the schema has all of them too (035 over 034 wherever it installed
+    nothing, or once its broadcast trigger is there), so rev is not the only
+    revision it matches."""
+    order = migrate.ordered_revisions()
+    later = []
+    for prev, nxt in pairwise(order[order.index(rev):]):
+        if s.rerun(nxt, prev):
+            break
+        later.append(nxt)
+    return later
 
 
 def mismatch(result: Stamp) -> GenisssError:

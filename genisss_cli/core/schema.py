@@ -7,6 +7,9 @@ and watch Alembic's import time.
 """
 
 SCHEMA = "public"
+# genisss's own schema (migration 037, beside the counter in public): every
+# object in it is genisss's, so repair, stamp and adoption read all of it.
+OWN_SCHEMA = "genisss"
 TABLE = "public.global_stats"  # the singleton counter
 ROW_ID = "singleton"  # its one row's id
 STORIES = "public.user_stories"  # what total_stories counts

@@ -107,7 +107,8 @@ def _change_rows(changes) -> list[list[str]]:
 
 
 def _changes_table(env, title: str, changes) -> None:
-    table(env, title, ["object", "name", "change"], _change_rows(changes), whole=("object",))
+    table(env, title, ["object", "name", "change"], _change_rows(changes), whole=("object",),
+          words=("name",))
 
 
 @json_view(repair.Repaired)
@@ -120,7 +121,8 @@ def repaired_text(env, result) -> None:
     for note in result.notices:
         print_line(env, f"[yellow]skipped:[/] {note}")
     if not result.changes:
-        print_line(env, f"{result.database}: nothing to repair, the schema has all of {result.revision}")
+        print_line(env, f"{result.database}: nothing to repair (the statements up to {result.revision} "
+                   "change nothing here)")
         return
     done = "repaired" if result.applied else "would repair (dry run)"
     _changes_table(env, f"{result.database}: {done} at {result.revision}", result.changes)
@@ -140,6 +142,10 @@ def stamp_text(env, result) -> None:
                        result.differences)
     else:
         print_line(env, f"{result.database}: the schema matches {result.target}")
+    if result.later:
+        its = "its statements" if len(result.later) == 1 else "their statements"
+        print_line(env, f"the schema has all of {', '.join(result.later)} too ({its} would change "
+                   f"nothing here): genisss migrate stamp {result.later[-1]} records the latest")
     if result.stamped:
         forced = " [yellow](forced: the schema does not match)[/]" if result.forced else ""
         print_line(env, f"{result.database}: recorded {result.target} "
@@ -147,7 +153,9 @@ def stamp_text(env, result) -> None:
 
 
 def _adoption_table(env, a) -> None:
-    rows = _change_rows([*a.added, *a.replaced, *a.removed])
-    kept = len(a.found) - len(a.replaced) - len(a.removed)
+    # In the order it happened: what it found (kept, replaced, removed), then what it added.
+    rows = _change_rows([*a.kept, *a.replaced, *a.removed, *a.added])
+    removed = f", removed {len(a.removed)}" if a.removed else ""
     table(env, "Adopted a hand-applied schema", ["object", "name", "change"], rows, whole=("object",),
-          caption=f"found {len(a.found)} objects; kept {kept} as they were")
+          words=("name",), caption=f"found {len(a.found)} objects: kept {len(a.kept)}, "
+                                   f"replaced {len(a.replaced)}{removed}; added {len(a.added)}")

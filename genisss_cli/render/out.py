@@ -70,21 +70,60 @@ def cell(value) -> str:
 
 
 def table(env, title: str | None, columns: list[str], rows: list[list], caption: str | None = None,
-          whole: tuple[str, ...] = ()):
+          whole: tuple[str, ...] = (), words: tuple[str, ...] = ()):
     """Cells wrap at spaces and fold a word too long for its column, never cut
     it with an ellipsis; the columns named in whole (identifiers) keep their
-    values on one line and the others give way."""
+    values on one line, those in words (names of a few identifiers) wrap only
+    between words, and the others give way."""
     from rich.table import Table  # Rich only for output that draws it
 
     t = Table(title=title, caption=caption, title_justify="left", caption_justify="left")
     for i, col in enumerate(columns):
         if col in whole:
             t.add_column(col, no_wrap=True, min_width=max([len(col)] + [len(cell(r[i])) for r in rows]))
+        elif col in words:
+            t.add_column(col, overflow="fold", min_width=_longest_word(col, i, rows))
         else:
             t.add_column(col, overflow="fold")  # wrapped between words; a word wider than the column folds
     for row in rows:
         t.add_row(*(cell(v) for v in row))
+    limits = _limits(env.console.width, columns, rows, whole, words) if words else {}
+    for column in t.columns:
+        column.max_width = limits.get(column.header, column.max_width)
     env.console.print(t)
+
+
+def _longest_word(col: str, i: int, rows: list[list]) -> int:
+    return max([len(col)] + [len(w) for r in rows for w in cell(r[i]).split()])
+
+
+def _limits(width: int, columns: list[str], rows: list[list], whole, words) -> dict[str, int]:
+    """How wide each column that gives way may grow, so that a words column
+    keeps its longest word whole: Rich alone folds that word sooner than it
+    narrows another column. What the whole and words columns leave is shared fairly
+    (a column narrower than its share keeps its own width); none where too
+    little is left to share."""
+    room = width - 3 * len(columns) - 1  # borders and padding: 3 a column, and 1
+    natural = {}
+    for i, col in enumerate(columns):
+        longest = max([len(col)] + [len(cell(r[i])) for r in rows])
+        if col in whole:
+            room -= longest
+        elif col in words:
+            room -= _longest_word(col, i, rows)
+        else:
+            natural[col] = longest
+    limits: dict[str, int] = {}
+    pending = sorted(natural, key=natural.get)
+    while pending and room >= 8 * len(pending):
+        fair = room // len(pending)
+        if natural[pending[0]] > fair:
+            limits.update({col: fair for col in pending})
+            break
+        col = pending.pop(0)
+        limits[col] = natural[col]
+        room -= natural[col]
+    return limits
 
 
 def key_values(env, title: str | None, pairs: list[tuple[str, object]]) -> None:
