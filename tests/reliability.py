@@ -36,6 +36,8 @@ COMMAND_ARGS: dict[str, list[list[str]]] = {
     "watch": [["--json", "--count", "1", "--timeout", "0.3"]],
     "check": [[], ["--json"]],
     "metrics": [[], ["--json", "--no-realtime"]],
+    "broadcast": [[], ["--json"], ["--max-per-second", "5", "--dry-run"]],
+    "relay": [["--once"], ["--once", "--json"]],
     "demo": [["--seconds", "1"], ["--json", "--seconds", "1"]],  # refuses any --database-url
     "capacity": [["--viewers", "10", "--window", "0.5"],
                  ["--viewers", "10", "--writes-per-second", "2", "--json"]],
