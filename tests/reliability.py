@@ -12,6 +12,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import signal
 import socket
 import threading
@@ -353,6 +354,14 @@ class WatchReader:
     def _err(self):
         for line in self.proc.stderr:
             self.err.append(line)
+
+    def last(self) -> int | None:
+        """The last total_stories shown: the last change, or else the value the
+        watch started on (its stderr line), when nothing changed after it."""
+        if self.totals:
+            return self.totals[-1][0]
+        start = next((m for line in self.err if (m := re.search(r"total_stories ([\d,]+)", line))), None)
+        return int(start.group(1).replace(",", "")) if start else None
 
     def stop(self):
         self.proc.send_signal(signal.SIGINT)
