@@ -51,7 +51,7 @@ def run(ctx: Context) -> list[CheckResult]:
 
     listener = slot = None
     try:
-        listener = Listener(db, conn.info.backend_pid)
+        listener = Listener(db, conn.info.backend_pid, opts.live_timeout)
         if not slot_skip:
             try:
                 slot = Slot(db, opts.publication)
@@ -219,13 +219,15 @@ def _ms(seconds: float) -> str:
 class Listener:
     """LISTEN global_stats on its own session; a thread waits for our notification."""
 
-    def __init__(self, db, notifier_pid: int):
+    def __init__(self, db, notifier_pid: int, timeout: float):
         from genisss_cli.conn import db as dbmod
         from genisss_cli.core.watch import listen
 
         self.conn = dbmod.connect(db, session=True)
         try:
-            listen(self.conn)
+            # Registering is part of the live round trip: --live-timeout bounds
+            # it too, not watch's own 10 s.
+            listen(self.conn, timeout=timeout)
         except BaseException:
             self.conn.close()
             raise
