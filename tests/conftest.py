@@ -344,8 +344,20 @@ def popen_genisss(tmp_path):
 # -- soak tests ---------------------------------------------------------------------------------
 
 
+def _server_of(item) -> str | None:
+    params = getattr(item, "callspec", None)
+    params = params.params if params else {}
+    return params.get("server") or params.get("supabase_server")
+
+
 def pytest_collection_modifyitems(config, items):
-    """Tests marked soak (long load and fault variants) run only with GENISSS_SOAK=1."""
+    """Each server's tests run on one xdist worker (the system server's shared
+    NOTIFY queue, roles and PgBouncer stay with one process; each embedded
+    cluster is started once). Tests marked soak (long load and fault variants)
+    run only with GENISSS_SOAK=1."""
+    for item in items:
+        if name := _server_of(item):
+            item.add_marker(pytest.mark.xdist_group(name))
     if os.environ.get("GENISSS_SOAK") == "1":
         return
     skip = pytest.mark.skip(reason="soak test: run with GENISSS_SOAK=1 (docs/reliability.md)")
