@@ -146,6 +146,26 @@ def _offline_matches_online(online, template, genisss):
         server.drop_db(offline_name)
 
 
+def test_down_takes_relative_steps_as_alembic_does(migrated_db, genisss):
+    # -1 and -N are typed as users type them, not as unknown short options.
+    r = genisss("migrate", "down", "-2", "--dry-run", "--json", dsn=migrated_db.dsn)
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["reverts"] == [schema.SETTINGS, schema.HINT]
+    r = genisss("migrate", "down", "-1", "--yes", dsn=migrated_db.dsn)
+    assert r.code == 0, r.err
+    assert migrated_db.scalar("SELECT version_num FROM alembic_version") == schema.HINT
+    r = genisss("migrate", "down", "--yes", "-2", "--json", dsn=migrated_db.dsn)
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["after"] == schema.WATCHED == migrated_db.scalar(
+        "SELECT version_num FROM alembic_version")
+    # Below base, a mistyped option, an extra word: one line, exit 2, nothing changed.
+    for args, said in [(["-9"], "goes below base"), (["--yess"], "--yess is not an option"),
+                       ([schema.REALTIME, "--yess"], "unexpected extra argument")]:
+        r = genisss("migrate", "down", *args, dsn=migrated_db.dsn)
+        assert r.code == 2 and said in r.err and len(r.err.strip().splitlines()) == 1, r.err
+    assert migrated_db.scalar("SELECT version_num FROM alembic_version") == schema.WATCHED
+
+
 def test_offline_sql_has_the_same_effect_as_online(fresh_db, genisss):
     _offline_matches_online(fresh_db, None, genisss)
 

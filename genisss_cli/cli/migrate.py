@@ -62,11 +62,21 @@ def migrate_up(
     return Exit.OK
 
 
-@command(migrate_app, "down")
+def relative_target(value: str) -> str:
+    """-N reaches TARGET as an argument (see migrate down); any other word
+    that starts with a dash is a mistyped option, and is said to be one."""
+    if value.startswith("-") and not value[1:].isdigit():
+        raise typer.BadParameter(f"{value} is not an option of this command, nor -N, a revision or base")
+    return value
+
+
+# -1, -2 ... as in Alembic: Click would read them as unknown short options,
+# so unknown options reach TARGET and relative_target sorts them.
+@command(migrate_app, "down", context_settings={"ignore_unknown_options": True})
 def migrate_down(
     target: Annotated[
-        str, typer.Argument(help="Revision to go down to: -1 (one step), a revision, or base.",
-                            autocompletion=complete_down_target)
+        str, typer.Argument(help="Revision to go down to: -1 (one step), -N, a revision, or base.",
+                            autocompletion=complete_down_target, callback=relative_target)
     ] = "-1",
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask; for scripts.")] = False,
     dry_run: Annotated[

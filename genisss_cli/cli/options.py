@@ -46,7 +46,7 @@ PublicationOpt = Annotated[
 JSON_HELP = "Print JSON instead of a table."
 
 
-def command(group: typer.Typer, name: str, *, json_help: str = JSON_HELP):
+def command(group: typer.Typer, name: str, *, json_help: str = JSON_HELP, context_settings=None):
     """Register fn as `name` on group, with the shared options and error handling."""
 
     def decorate(fn):
@@ -77,7 +77,7 @@ def command(group: typer.Typer, name: str, *, json_help: str = JSON_HELP):
             run_command.__doc__ = fn.__doc__.replace("{head}", HEAD)
         run_command.__signature__ = sig.replace(parameters=params)
         run_command.__annotations__ = {p.name: p.annotation for p in params}
-        group.command(name)(run_command)
+        group.command(name, context_settings=context_settings)(run_command)
         return fn
 
     return decorate
