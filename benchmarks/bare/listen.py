@@ -19,9 +19,12 @@ conn.execute("LISTEN global_stats")
 conn.execute("SELECT pg_advisory_lock_shared(7450482557741921143)")  # migration 034: register as a watcher
 out = sys.stdout
 last = None
-for _ in conn.notifies():
-    for _ in conn.notifies(timeout=0):
-        pass
+while True:
+    # Each generator runs to its end before the next statement: a notifies()
+    # generator holds the connection's lock while it is open, so a query (or a
+    # second notifies()) inside it waits forever.
+    list(conn.notifies(stop_after=1))
+    list(conn.notifies(timeout=0))
     total, updated_at = conn.execute(
         "SELECT total_stories, updated_at FROM public.global_stats WHERE id = 'singleton'").fetchone()
     received = time.time()
