@@ -40,8 +40,8 @@ def capacity_command(
     Exit 0 when the chosen path fits (Broadcast, or coalesced with --rate),
     1 when it does not. With --writes-per-second no database is needed.
 
-    Examples: genisss capacity --viewers 1000 --plan pro, genisss capacity
-    --viewers 300 --writes-per-second 4 --rate 1 --json
+    Examples: genisss capacity --viewers 300 --plan pro, genisss capacity
+    --viewers 300 --plan pro --writes-per-second 4 --rate 1 --json
     """
     from genisss_cli import render
     from genisss_cli.core import capacity
