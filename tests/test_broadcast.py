@@ -72,13 +72,21 @@ def test_without_realtime_035_installs_nothing_says_so_and_its_rerun_installs_la
     assert fresh_db.scalar("SELECT increment_story_counter()") == 1
 
     # Realtime appears later: the command the notice gives installs it.
-    rerun = re.search(r"rerun: (genisss migrate sql .*?\"\$DATABASE_URL\")", " ".join(r.out.split()))
+    rerun = re.search(r"once it exists, run: (genisss migrate repair --yes)\)", " ".join(r.out.split()))
     assert rerun, r.out
     with_realtime(fresh_db)
     env = clean_env(tmp_path, DATABASE_URL=fresh_db.dsn,
                     PATH=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}")
     subprocess.run(["bash", "-o", "pipefail", "-c", rerun.group(1)], env=env, cwd=tmp_path, check=True,
                    capture_output=True, timeout=120)
+    assert fresh_db.scalar(TRIGGER) == "O"
+    # The SQL route, for an operator without genisss at the database, does the same.
+    from test_migrate import _psql
+
+    fresh_db.execute(f"DROP TRIGGER {schema.BROADCAST_TRIGGER} ON global_stats")
+    offline = genisss("migrate", "sql", "up", "--from", "baseline", dsn=fresh_db.dsn)
+    subprocess.run([_psql(), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", fresh_db.dsn], input=offline.out,
+                   text=True, check=True, capture_output=True, timeout=120)
     assert fresh_db.scalar(TRIGGER) == "O"
     assert fresh_db.scalar("SELECT version_num FROM alembic_version") == schema.HEAD
     assert fresh_db.scalar("SELECT increment_story_counter()") == 2

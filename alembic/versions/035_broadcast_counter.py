@@ -20,8 +20,8 @@ broadcast row looks for the usual causes (docs/realtime.md).
 
 Where realtime.send() does not exist (plain PostgreSQL, or Realtime not yet
 set up) nothing is installed and a NOTICE says so (`migrate up` shows it as a
-"skipped:" line). Every statement is idempotent: once Realtime exists, rerun
-035's SQL (see the notice) and it installs.
+"skipped:" line). Every statement is idempotent: once Realtime exists,
+`genisss migrate repair` reruns this SQL and it installs.
 
 Downgrade drops the trigger and its function, nothing else.
 
@@ -63,8 +63,7 @@ UPGRADE = [
       IF to_regprocedure('realtime.send(jsonb,text,text,boolean)') IS NULL THEN
         RAISE NOTICE USING MESSAGE =
           'genisss: no realtime.send() here: Broadcast not installed (it needs Supabase Realtime; '
-          || 'once it exists, rerun: genisss migrate sql up --from 034_notify_when_watched '
-          || '| psql -v ON_ERROR_STOP=1 "$DATABASE_URL")';
+          || 'once it exists, run: genisss migrate repair --yes)';
         RETURN;
       END IF;
       EXECUTE $sql${FUNCTION}$sql$;

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from genisss_cli.conn import db as dbmod
 from genisss_cli.core import broadcast, schema
+from genisss_cli.core.checks import fixes
 from genisss_cli.errors import Exit, GenisssError
 from genisss_cli.interrupts import Interrupts
 
@@ -90,8 +91,7 @@ def _preflight(conn, where: str) -> broadcast.Settings:
                         ).fetchone()[0]:
         raise GenisssError(Exit.NOT_MIGRATED, f"{schema.BROADCAST_FLUSH}() does not exist on {where}: "
                            "Broadcast is not installed here (no realtime.send()), nothing to relay",
-                           "once Realtime exists, rerun: genisss migrate sql up --from "
-                           f"{schema.WATCHED} | psql -v ON_ERROR_STOP=1 \"$DATABASE_URL\"")
+                           f"once Realtime exists, run: {fixes.REPAIR}")
     return settings
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from genisss_cli.core import broadcast, relay, schema
+from genisss_cli.core.checks import fixes
 from genisss_cli.render.out import emit_json, key_values, print_line
 from genisss_cli.render.registry import json_view, text_view
 
@@ -36,7 +37,7 @@ def trailing(s: broadcast.Settings) -> str:
 def _warnings(env, s: broadcast.Settings) -> None:
     if not s.realtime:
         print_line(env, "[yellow]note:[/] no realtime.send() here: nothing is broadcast until Realtime "
-                   "exists and 035's SQL is rerun (docs/realtime.md); the settings apply then")
+                   f"exists and {fixes.REPAIR} installs it (docs/realtime.md); the settings apply then")
     elif s.private and not s.policy:
         print_line(env, f"[yellow]note:[/] private, but policy {schema.BROADCAST_POLICY} is missing "
                    f"on {schema.REALTIME_MESSAGES}: SELECT {schema.BROADCAST_APPLY}();")

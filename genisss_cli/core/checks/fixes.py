@@ -16,6 +16,7 @@ the objects; never a blanket "run migrate up" where the migration is applied.
 | the NOTIFY trigger is missing | DROP/CREATE TRIGGER, as 034 writes it |
 | a function is missing | `genisss migrate up` below head; at head, `genisss migrate repair --yes` |
 | the table is not in the publication | ALTER PUBLICATION ... ADD TABLE |
+| 035's broadcast function or trigger is missing | `migrate up` below 035; then `migrate repair --yes` |
 """
 
 from __future__ import annotations
@@ -44,6 +45,14 @@ def missing_table(revision: str | None) -> str:
 
 def missing_function(revision: str | None) -> str:
     return MIGRATE_UP if _below_head(revision) else REPAIR
+
+
+def missing_broadcast(revision: str | None) -> str:
+    """From 035 on, `migrate up` would not rerun 035 (Realtime set up after
+    the migration): repair reruns the applied revisions' statements."""
+    order = schema.REVISIONS
+    applied = revision in order and order.index(revision) >= order.index(schema.BROADCAST)
+    return REPAIR if applied else MIGRATE_UP
 
 
 def missing_row(has_stories: bool = True) -> str:

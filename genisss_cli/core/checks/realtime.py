@@ -95,7 +95,7 @@ def check_broadcast(ctx: Context) -> CheckResult:
                          WHERE p.oid = to_regprocedure(%s)""", [BROADCAST_FUNCTION])
     if func is None:
         return CheckResult(name, "fail", f"realtime.send() exists but {BROADCAST_FUNCTION} is missing: "
-                           "no change is broadcast", rerun_fix(ctx))
+                           "no change is broadcast", fixes.missing_broadcast(ctx.revision))
     func_oid, owner = func
     triggers = conn.execute("""
         SELECT tgname, tgenabled FROM pg_trigger
@@ -104,7 +104,7 @@ def check_broadcast(ctx: Context) -> CheckResult:
          ORDER BY tgenabled IN ('O', 'A') DESC, tgname""", [ctx.table_oid, func_oid]).fetchall()
     if not triggers:
         return CheckResult(name, "fail", f"no AFTER UPDATE trigger runs {BROADCAST_FUNCTION}: "
-                           "no change is broadcast", rerun_fix(ctx))
+                           "no change is broadcast", fixes.missing_broadcast(ctx.revision))
     trigger, enabled = triggers[0]
     if enabled not in ("O", "A"):
         state = "disabled" if enabled == "D" else "enabled for replicas only"
