@@ -113,3 +113,22 @@ def test_ctrl_c_is_psqls_while_it_runs(migrated_db, popen_genisss):
     assert proc.returncode == 10, err  # psql's status 1, not genisss's 130
     assert err.strip().splitlines()[-1] == (
         "genisss: error: psql exited with status 1 (see psql's message above)")
+
+
+@pytest.mark.parametrize("verb", ["start", "status"])
+@pytest.mark.parametrize("how, undo", [
+    ("option", "leave out --database-url"),
+    ("environment", "unset GENISSS_DATABASE_URL"),
+    ("dotenv", "remove DATABASE_URL from ./.env (or run from another folder)"),
+])
+def test_the_embedded_verbs_say_how_to_leave_a_url_behind(genisss, tmp_path, verb, how, undo):
+    url = "postgresql://someone:hunter2@127.0.0.1:1/their_data"
+    args, env = (["-d", url] if how == "option" else []), {}
+    if how == "environment":
+        env = {"GENISSS_DATABASE_URL": url}
+    elif how == "dotenv":
+        (tmp_path / ".env").write_text(f"DATABASE_URL={url}\n")
+    r = genisss(*args, "db", verb, env=env)
+    assert r.code == 2 and r.out == "" and "hunter2" not in r.err
+    assert r.err.strip().endswith(f"({undo} to use the embedded server)"), r.err
+    assert not (tmp_path / "genisss-data").exists()  # nothing was started

@@ -125,8 +125,11 @@ def test_a_killed_demo_is_cleaned_up_by_the_next(genisss, popen_genisss, home):
 @pytest.mark.parametrize("how", ["option", "environment", "dotenv"])
 def test_refuses_a_database_url(genisss, tmp_path, how):
     url = "postgresql://someone@127.0.0.1:1/their_data"
-    env, args, source = {}, [], {"option": "--database-url", "environment": "DATABASE_URL",
-                                  "dotenv": ".env DATABASE_URL"}[how]
+    source, undo = {"option": ("--database-url", "leave out --database-url"),
+                    "environment": ("DATABASE_URL", "unset DATABASE_URL"),
+                    "dotenv": (".env DATABASE_URL",
+                               "remove DATABASE_URL from ./.env (or run from another folder)")}[how]
+    env, args = {}, []
     if how == "option":
         args = ["-d", url]
     elif how == "environment":
@@ -136,8 +139,7 @@ def test_refuses_a_database_url(genisss, tmp_path, how):
     r = genisss(*args, "demo", "--seconds", "1", env=env)
     assert r.code == 2 and r.out == ""
     assert r.err.strip() == (f"genisss: error: genisss demo runs only on the embedded server, but the "
-                             f"database in use comes from {source} (unset it (or run from a folder "
-                             "without that .env) to use the embedded server)")
+                             f"database in use comes from {source} ({undo} to use the embedded server)")
     r = genisss(*args, "demo", "--json", env=env)
     assert r.code == 2 and json.loads(r.err)["exit"] == 2 and "only on the embedded server" in r.err
     assert not (tmp_path / "genisss-data").exists()  # no embedded server was started either

@@ -67,7 +67,7 @@ def _embedded_only(env, verb: str) -> None:
             Exit.USAGE,
             f"`genisss db {verb}` manages the embedded server, "
             f"but the database in use comes from {env.target.source}",
-            "unset it to use the embedded server",
+            f"{env.target.undo()} to use the embedded server",
         )
 
 

@@ -54,6 +54,14 @@ class Target:
     def embedded(self) -> bool:
         return self.dsn is None
 
+    def undo(self) -> str:
+        """How to stop using this source, in the words its kind needs."""
+        if self.source == "--database-url":
+            return "leave out --database-url"
+        if self.source.startswith(".env "):
+            return f"remove {self.source.split()[1]} from ./.env (or run from another folder)"
+        return f"unset {self.source}"
+
 
 def resolve(option: str | None, env=None, cwd: Path | None = None) -> Target:
     """The first source that is set. A source set to nothing (`-d ""`,

@@ -37,7 +37,7 @@ def refuse_real_database(target) -> None:
             Exit.USAGE,
             f"genisss demo runs only on the embedded server, but the database in use comes "
             f"from {target.source}",
-            "unset it (or run from a folder without that .env) to use the embedded server")
+            f"{target.undo()} to use the embedded server")
 
 
 def name_for(pid: int) -> str:
