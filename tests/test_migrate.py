@@ -182,6 +182,27 @@ def test_offline_down_sql_rolls_back(migrated_db, genisss):
     assert migrated_db.scalar("SELECT to_regclass('public.global_stats')") is None
     assert migrated_db.scalar("SELECT version_num FROM alembic_version") == "baseline"
 
+    # Run again: one line, before any change (Alembic's own script failed half-way).
+    again = subprocess.run([_psql(), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", migrated_db.dsn],
+                           input=script.out, text=True, capture_output=True)
+    assert again.returncode == 3
+    assert ("ERROR:  genisss: the database is already at baseline: this script has nothing to revert; "
+            "nothing was changed") in again.stderr, again.stderr
+    assert migrated_db.scalar("SELECT version_num FROM alembic_version") == "baseline"
+
+
+def test_offline_down_sql_refuses_a_database_not_at_its_start(migrated_db, genisss):
+    migrated_db.execute("SELECT increment_story_counter() FROM generate_series(1, 3)")
+    assert genisss("migrate", "down", schema.BROADCAST, "--yes", dsn=migrated_db.dsn).code == 0
+    script = genisss("migrate", "sql", "down")  # from head
+    run = subprocess.run([_psql(), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", migrated_db.dsn],
+                         input=script.out, text=True, capture_output=True)
+    assert run.returncode == 3
+    assert (f"the database is at {schema.BROADCAST}, but this script reverts from {schema.HEAD}: "
+            "nothing was changed") in run.stderr, run.stderr
+    assert migrated_db.scalar("SELECT version_num FROM alembic_version") == schema.BROADCAST
+    assert migrated_db.scalar("SELECT total_stories FROM global_stats") == 3
+
 
 HAND_APPLIED_033 = """
 CREATE TABLE global_stats (

@@ -166,7 +166,9 @@ def migrate_sql(
 
     Same effect as `migrate up`/`down`, revision bookkeeping included. The up
     script is one transaction that may be run twice (the second run changes
-    nothing); it refuses a database at a revision outside --from..--to.
+    nothing); it refuses a database at a revision outside --from..--to. The
+    down script refuses a database that is not at --from (run twice, the
+    second run says so and changes nothing).
 
     Example: genisss migrate sql up > genisss.sql
     """

@@ -91,7 +91,37 @@ def run_offline(context, config) -> None:
     )
     with context.begin_transaction():
         _guard(context, config.attributes.get("lock_timeout", DEFAULT_LOCK_TIMEOUT))
+        if reverts := config.attributes.get("reverts"):
+            context.execute(down_guard(*reverts))
         context.run_migrations()
+
+
+def down_guard(start: str, end: str) -> str:
+    """The down script's first statement: Alembic's offline downgrade moves
+    the version one step at a time and runs each step's DDL whatever the
+    version is, so a second run failed half-way on a dropped table. This
+    refuses, in one line and before any change, a database that is not at
+    the script's start (already at its end: nothing to revert). No `%` and no
+    `:name`: Alembic's offline mode would read them as parameters."""
+    def shown(rev: str) -> str:
+        return rev or "base"
+
+    return f"""DO $$
+DECLARE v text;
+BEGIN
+  IF to_regclass('{schema.VERSION_TABLE}') IS NOT NULL THEN
+    SELECT version_num INTO v FROM {schema.VERSION_TABLE} LIMIT 1;
+  END IF;
+  v = coalesce(v, '');
+  IF v = '{end}' THEN
+    RAISE EXCEPTION USING MESSAGE = 'genisss: the database is already at {shown(end)}: '
+      || 'this script has nothing to revert; nothing was changed';
+  ELSIF v <> '{start}' THEN
+    RAISE EXCEPTION USING MESSAGE = 'genisss: the database is at ' || coalesce(nullif(v, ''), 'base')
+      || ', but this script reverts from {start}: nothing was changed';
+  END IF;
+END
+$$"""
 
 
 # -- used by the CLI -----------------------------------------------------------------
@@ -323,7 +353,8 @@ def dry_run_up(database, target: str, lock_timeout: float) -> SqlPlan:
 def sql(direction: str, start: str | None = None, end: str | None = None,
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT, verbose: bool = False) -> Script:
     """The SQL for Supabase's SQL editor or psql. Up is genisss's own script
-    (rerunnable, see up_script); down is Alembic's offline mode."""
+    (rerunnable, see up_script); down is Alembic's offline mode behind
+    down_guard."""
     if direction == "up":
         start = None if start == "base" else start
         text = up_script(start, end or "head", lock_timeout)
@@ -343,6 +374,8 @@ def sql(direction: str, start: str | None = None, end: str | None = None,
     cfg = alembic_config(buf)
     cfg.attributes["lock_timeout"] = lock_timeout
     rng = f"{start or schema.HEAD}:{end or 'base'}"
+    cfg.attributes["reverts"] = (resolve_revision(start or "head"),
+                                 "" if end in (None, "base") else resolve_revision(end))
     try:
         command.downgrade(cfg, rng, sql=True)
     except (CommandError, AssertionError, ValueError) as exc:  # ValueError: "a:b:c"
