@@ -417,3 +417,11 @@ def test_shell_completion_offers_the_revisions(genisss, words, expected):
                      "COMP_CWORD": str(len(words.split(" ")) - 1)})
     assert r.code == 0, r.output
     assert r.out.split() == expected
+
+
+def test_base_is_refused_where_a_revision_is_needed(genisss):
+    for args in (["sql", "down", "--from", "base"], ["sql", "up", "--to", "base"]):
+        r = genisss("migrate", *args)
+        assert r.code == 2 and r.out == ""
+        assert r.err.strip() == ("genisss: error: 'base' is the state before the first revision, not a "
+                                 "revision (see: genisss migrate history)")

@@ -393,7 +393,8 @@ def resolve_revision(name: str) -> str:
     except (CommandError, AssertionError, ValueError) as exc:
         raise _unknown(name, exc) from None
     if rev is None:  # "base"
-        raise _unknown(name, CommandError(f"{name!r} is no revision to upgrade to"))
+        raise GenisssError(Exit.USAGE, f"{name!r} is the state before the first revision, not a revision",
+                           "see: genisss migrate history")
     return rev.revision
 
 
