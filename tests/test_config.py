@@ -88,6 +88,23 @@ def test_dotenv_with_junk_is_a_config_error(tmp_path):
     assert err.value.code == Exit.CONFIG and "line 2" in err.value.message
 
 
+@pytest.mark.parametrize("text, why", [
+    ('A=1\nDATABASE_URL="postgresql://h/db\n', 'line 2 is not KEY=VALUE: the " it opens is never closed'),
+    ("DATABASE_URL='postgresql://h/db\nB=2\n", "line 1 is not KEY=VALUE: the ' it opens is never closed"),
+    ('DATABASE_URL="postgresql://h/db" prod\n',
+     'line 1 is not KEY=VALUE: text follows the closing " (a comment starts with #)'),
+    ("DATABASE URL=postgresql://h/db\n", "line 1 is not KEY=VALUE"),
+])
+def test_a_dotenv_line_says_what_is_wrong_with_it(tmp_path, text, why):
+    import dotenv
+
+    (tmp_path / ".env").write_text(text)
+    assert "DATABASE_URL" not in dotenv.dotenv_values(tmp_path / ".env")  # python-dotenv skips it too
+    with pytest.raises(GenisssError) as err:
+        config.resolve(None, {}, tmp_path)
+    assert err.value.code == Exit.CONFIG and err.value.message == f".env {why}"
+
+
 def test_malformed_dsn_is_a_config_error_without_the_password():
     with pytest.raises(GenisssError) as err:
         config.normalize("postgresql://u:s3cr3t@host:notaport/db", "--database-url")
@@ -210,7 +227,11 @@ URL_ERRORS = [  # (where the URL comes from, the URL, libpq's reason as shown, t
     ("-d", "postgress://u:p w@h/app", 'missing "=" after "postgress://u:***" in connection info string',
      SCHEME),
     ("-d", "postgresql://u:p w@h/app",
-     'unexpected spaces found in "***", use percent-encoded spaces (%20) instead', "write a space as %20"),
+     'unexpected spaces found in "***", use percent-encoded spaces (%20) instead',
+     "a URL holds no spaces: remove them, or write one that belongs to a password as %20"),
+    (".env", f"DATABASE_URL='postgresql://u:{PW}@h/app # production'\n",
+     'unexpected spaces found in "app # production", use percent-encoded spaces (%20) instead',
+     "a comment inside the quotes is part of the value: end the quotes before the #"),
     ("-d", f"postgresql://u:{PW}%zz@h/app", 'invalid percent-encoded token: "***"', "write a '%' as %25"),
     ("-d", f"postgresql://u:{PW}@[::1/app",
      'end of string reached when looking for matching "]" in IPv6 host address in URI: '

@@ -108,6 +108,7 @@ _BINDING = re.compile(r"""
        (?:'(?P<single>(?:\\.|[^'\\])*+)'|"(?P<double>(?:\\.|[^"\\])*+)"|(?!['"])(?P<bare>[^\r\n]*+)))?+
     (?:[^\S\r\n]*+\#[^\r\n]*+)?+[^\S\r\n]*+(?:\r\n|\n|\r|$)
 """, re.VERBOSE | re.DOTALL)
+_OPENS_QUOTE = re.compile(r"[^\S\r\n]*(?:export[^\S\r\n]+)?[^=\#\s]+[^\S\r\n]*=[^\S\r\n]*(['\"])")
 _ESCAPES = {"\\": "\\", "'": "'", '"': '"', "a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r",
             "t": "\t", "v": "\v"}
 _VARIABLE = re.compile(r"\$\{(?P<name>[^}:]*)(?::-(?P<default>[^}]*))?\}")
@@ -127,7 +128,12 @@ def read_dotenv(path: Path, environ=None) -> dict[str, str | None]:
         m = _BINDING.match(text, pos)
         if m is None or m.end() == pos:
             lineno = len(re.findall(r"\r\n|\n|\r", text[:pos])) + 1
-            raise GenisssError(Exit.CONFIG, f"{path.name} line {lineno} is not KEY=VALUE",
+            why = ""
+            if quote := _OPENS_QUOTE.match(text, pos):  # a quoted value may span lines
+                closed = re.compile(r"(?<!\\)" + quote[1]).search(text, quote.end())
+                why = (f": text follows the closing {quote[1]} (a comment starts with #)" if closed
+                       else f": the {quote[1]} it opens is never closed")
+            raise GenisssError(Exit.CONFIG, f"{path.name} line {lineno} is not KEY=VALUE{why}",
                                "fix or remove that line, or pass --database-url")
         pos = re.compile(r"\s*").match(text, m.end()).end()
         key = m["qkey"] or m["key"]
@@ -258,8 +264,10 @@ def _fix(reason: str, dsn: str) -> str:
         if difflib.get_close_matches(scheme.group(1).lower(), ["postgresql", "postgres"], 1, 0.6):
             return "did you mean postgresql://?"
         return "a PostgreSQL URL starts with postgresql://"
+    if reason.startswith("unexpected spaces") and re.search(r"\s#", dsn):
+        return "a comment inside the quotes is part of the value: end the quotes before the #"
     if reason.startswith("unexpected spaces"):
-        return "write a space as %20"
+        return "a URL holds no spaces: remove them, or write one that belongs to a password as %20"
     if "percent-encoded" in reason:
         return "write a '%' as %25"
     return "expected postgresql://user:password@host:5432/dbname"
