@@ -253,6 +253,15 @@ def test_migrate_up_chooses_the_settings(supabase_db, genisss):
     assert settings(genisss, db)["max_per_second"] == 2.0
 
 
+def test_contradicting_broadcast_options_stop_migrate_up_before_it_migrates(fresh_db, genisss):
+    r = genisss("migrate", "up", "--broadcast-no-limit", "--broadcast-rate", "3", dsn=fresh_db.dsn)
+    assert r.code == 2 and r.out == ""
+    assert r.err == ("genisss: error: --broadcast-rate and --broadcast-no-limit exclude each other\n")
+    assert fresh_db.scalar("SELECT to_regclass('public.alembic_version')") is None  # nothing migrated
+    r = genisss("broadcast", "--no-limit", "--max-per-second", "3", dsn=fresh_db.dsn)
+    assert r.code == 2 and "--max-per-second and --no-limit exclude each other" in r.err
+
+
 def test_up_down_up_removes_exactly_what_037_added(rls_db, genisss):
     db = rls_db
     genisss("broadcast", "--private", "--max-per-second", "5", "--yes", dsn=db.dsn)

@@ -11,8 +11,11 @@ from genisss_cli.errors import Exit, GenisssError
 
 def rate_value(value: float | None) -> float | None:
     # Checked before anything runs (also before `migrate up` migrates).
-    if value is not None and not 0 < value <= 1000:  # nan fails both
-        raise typer.BadParameter("must be above 0 and at most 1000 sends a second")
+    if value is not None:
+        from genisss_cli.core import broadcast
+
+        if broadcast.limit_error(value, False):
+            raise typer.BadParameter(broadcast.RATE_RANGE)
     return value
 
 
@@ -25,9 +28,11 @@ RateOpt = Annotated[float | None, typer.Option(
 NoLimitOpt = Annotated[bool, typer.Option("--no-limit", help="Broadcast every change (the default).")]
 
 
-def _settings_given(private, rate, no_limit) -> bool:
-    if rate is not None and no_limit:
-        raise GenisssError(Exit.USAGE, "--max-per-second and --no-limit exclude each other")
+def _settings_given(private, rate, no_limit, options=("--max-per-second", "--no-limit")) -> bool:
+    from genisss_cli.core import broadcast
+
+    if error := broadcast.limit_error(rate, no_limit, *options):
+        raise error
     return private is not None or rate is not None or no_limit
 
 
@@ -76,11 +81,19 @@ def broadcast_command(
     return Exit.OK
 
 
+AT_MIGRATE = ("--broadcast-rate", "--broadcast-no-limit")  # migrate up's names for them
+
+
+def check_at_migrate(rate, no_limit) -> None:
+    """migrate up refuses options that contradict each other before it migrates."""
+    _settings_given(None, rate, no_limit, AT_MIGRATE)
+
+
 def at_migrate(env, database, private, rate, no_limit, dry_run: bool, lock_timeout: float) -> None:
     """`migrate up --broadcast-...`: the settings chosen at migrate time, set after
     the migration (037 makes the row), in their own transaction. Choosing them
     is the operator's deliberate act, as the migration itself: no question."""
-    if not _settings_given(private, rate, no_limit):
+    if not _settings_given(private, rate, no_limit, AT_MIGRATE):
         return
     from genisss_cli import render
     from genisss_cli.core import broadcast

@@ -5,7 +5,7 @@ from typing import Annotated
 import typer
 
 from genisss_cli.cli.app import migrate_app
-from genisss_cli.cli.broadcast import at_migrate, rate_value
+from genisss_cli.cli.broadcast import at_migrate, check_at_migrate, rate_value
 from genisss_cli.cli.options import DEFAULT_LOCK_TIMEOUT, LockTimeoutOpt, command
 from genisss_cli.core.schema import REVISIONS
 from genisss_cli.errors import Exit, GenisssError
@@ -53,6 +53,7 @@ def migrate_up(
     from genisss_cli.conn import db
     from genisss_cli.core import migrate
 
+    check_at_migrate(broadcast_rate, broadcast_no_limit)
     database = db.resolve(env)
     if dry_run:
         render.show(migrate.dry_run_up(database, target, lock_timeout), env)

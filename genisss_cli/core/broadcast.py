@@ -18,6 +18,7 @@ from genisss_cli.errors import Exit, GenisssError
 from genisss_cli.errors import lock_timeout as lock_timed_out
 
 MAX_RATE = 1000.0  # the table's CHECK: at most 1,000 sends a second
+RATE_RANGE = f"must be above 0 and at most {MAX_RATE:g} sends a second"
 # The sessions of `genisss relay`: holders of RELAY_LOCK in this database (a
 # bigint key is (classid, objid) = (high, low) 32 bits, objsubid 1).
 RELAYS_SQL = f"""
@@ -116,15 +117,24 @@ def flips_privacy(settings: Settings, private: bool | None) -> bool:
     return private is not None and private != settings.private and settings.realtime
 
 
+def limit_error(rate: float | None, no_limit: bool, rate_option: str = "--max-per-second",
+                no_limit_option: str = "--no-limit") -> GenisssError | None:
+    """What is wrong with a limit as given, in the words of the options that
+    gave it (`genisss broadcast`'s or `migrate up --broadcast-...`'s)."""
+    if rate is not None and no_limit:
+        return GenisssError(Exit.USAGE, f"{rate_option} and {no_limit_option} exclude each other")
+    if rate is not None and not 0 < rate <= MAX_RATE:  # nan fails both
+        return GenisssError(Exit.USAGE, f"{rate_option} {RATE_RANGE}")
+    return None
+
+
 def change(database, *, private: bool | None = None, rate: float | None = None, no_limit: bool = False,
            dry_run: bool = False, lock_timeout: float = 5.0) -> BroadcastChange:
     """Set the settings that are given (None: unchanged), apply them, and say before
     and after. Idempotent: the same settings again change nothing, and the apply
     still repairs a missing policy or job."""
-    if rate is not None and no_limit:
-        raise GenisssError(Exit.USAGE, "--max-per-second and --no-limit exclude each other")
-    if rate is not None and not 0 < rate <= MAX_RATE:
-        raise GenisssError(Exit.USAGE, f"--max-per-second must be above 0 and at most {MAX_RATE:g}")
+    if error := limit_error(rate, no_limit):
+        raise error
     notices: list[str] = []
 
     def collect(diag) -> None:
