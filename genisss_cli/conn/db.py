@@ -160,6 +160,17 @@ def set_lock_timeout(conn, seconds: float) -> None:
     conn.execute("SELECT pg_catalog.set_config('lock_timeout', %s, true)", [f"{int(seconds * 1000)}ms"])
 
 
+def keep_notices(conn, into: list[str]) -> None:
+    """Append to into, as they arrive, the NOTICEs genisss's own SQL raises
+    ("genisss: what it skipped or did"), without that prefix."""
+    def handler(diag) -> None:
+        text = diag.message_primary or ""
+        if text.startswith("genisss:"):
+            into.append(text.removeprefix("genisss:").strip())
+
+    conn.add_notice_handler(handler)
+
+
 # libpq's reason for a failed connection (searched, case aside, in this
 # order) -> what genisss says, and the fix.
 _CONNECT_REASONS = [

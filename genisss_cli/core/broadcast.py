@@ -136,17 +136,11 @@ def change(database, *, private: bool | None = None, rate: float | None = None, 
     if error := limit_error(rate, no_limit):
         raise error
     notices: list[str] = []
-
-    def collect(diag) -> None:
-        text = diag.message_primary or ""
-        if text.startswith("genisss:"):
-            notices.append(text.removeprefix("genisss:").strip())
-
     import psycopg
 
     with dbmod.connect(database) as conn:
         schema.known_revision(conn)
-        conn.add_notice_handler(collect)
+        dbmod.keep_notices(conn, notices)
         try:
             with conn.transaction():
                 dbmod.set_lock_timeout(conn, lock_timeout)

@@ -141,15 +141,11 @@ class engine:
 
         def creator():
             conn = dbmod.connect(self.database, autocommit=False)
-            conn.add_notice_handler(self._notice)
+            dbmod.keep_notices(conn, self.notices)
             return conn
 
         self.eng = create_engine("postgresql+psycopg://", creator=creator, poolclass=NullPool)
         return self.eng, self.notices
-
-    def _notice(self, diag) -> None:
-        if diag.message_primary and diag.message_primary.startswith("genisss:"):
-            self.notices.append(diag.message_primary.removeprefix("genisss:").strip())
 
     def __exit__(self, *exc):
         self.eng.dispose()

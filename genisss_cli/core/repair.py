@@ -65,13 +65,9 @@ class _session:
         from genisss_cli.conn import blockers
 
         self.conn = dbmod.connect(self.database, autocommit=False)
-        self.conn.add_notice_handler(self._notice)
+        dbmod.keep_notices(self.conn, self.notices)
         self.watch = blockers.watch(self.database, self.conn, self.lock_timeout).__enter__()
         return self
-
-    def _notice(self, diag) -> None:
-        if diag.message_primary and diag.message_primary.startswith("genisss:"):
-            self.notices.append(diag.message_primary.removeprefix("genisss:").strip())
 
     def lock(self) -> str | None:
         """The migrate lock, then the revision (read under it)."""
