@@ -7,6 +7,7 @@ plain `alembic` in the repository behaves the same.
 
 from __future__ import annotations
 
+import functools
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -242,15 +243,23 @@ def _unknown(target: str, exc: Exception) -> GenisssError:
                         "see: genisss migrate history")
 
 
+@functools.cache
+def scripts():
+    """The migration scripts, read once a process: they are this package's own
+    files, and each read imports every revision's module again."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config())
+
+
 def check_target(target: str) -> None:
     """Raise the usage error `migrate up` would, for a target that names no revision."""
-    from alembic.script import ScriptDirectory
     from alembic.util import CommandError
 
     try:
         if target.strip().startswith("-"):
             raise CommandError(f"{target} is a step down (see: genisss migrate down)")
-        ScriptDirectory.from_config(alembic_config()).get_revisions(target)
+        scripts().get_revisions(target)
     except (CommandError, AssertionError, ValueError) as exc:
         raise _unknown(target, exc) from None
 
@@ -312,10 +321,7 @@ class History:
 
 
 def revisions_known() -> list[Revision]:
-    from alembic.script import ScriptDirectory
-
-    script = ScriptDirectory.from_config(alembic_config())
-    revs = [Revision(r.revision, r.down_revision, r.doc) for r in script.walk_revisions()]
+    revs = [Revision(r.revision, r.down_revision, r.doc) for r in scripts().walk_revisions()]
     return list(reversed(revs))
 
 
@@ -381,11 +387,10 @@ def sql(direction: str, start: str | None = None, end: str | None = None,
 
 def resolve_revision(name: str) -> str:
     """A revision's id from what the user typed (an id, "head"), or a usage error."""
-    from alembic.script import ScriptDirectory
     from alembic.util import CommandError
 
     try:
-        rev = ScriptDirectory.from_config(alembic_config()).get_revision(name)
+        rev = scripts().get_revision(name)
     except (CommandError, AssertionError, ValueError) as exc:
         raise _unknown(name, exc) from None
     if rev is None:  # "base"
@@ -399,16 +404,13 @@ def upgrade_statements(start: str | None, end: str) -> list[tuple[str, str]]:
     first: each migration's UPGRADE list, the text `migrate up` runs. Every
     statement is idempotent, so that repair, stamp and a rerun script may run
     them over a schema that has them already."""
-    from alembic.script import ScriptDirectory
-
-    script = ScriptDirectory.from_config(alembic_config())
     order = ordered_revisions()
     first = order.index(resolve_revision(start)) + 1 if start else 0
     last = order.index(resolve_revision(end))
     if first > last + 1:
         raise GenisssError(Exit.USAGE, f"--from {start} is after --to {end}", "see: genisss migrate history")
     return [(rev, statement) for rev in order[first : last + 1]
-            for statement in script.get_revision(rev).module.UPGRADE]
+            for statement in scripts().get_revision(rev).module.UPGRADE]
 
 
 # Alembic's own version table, as its online mode creates it.
@@ -490,10 +492,9 @@ class DowngradePlan:
 
 def plan_downgrade(database, target: str = "-1") -> DowngradePlan:
     """What `migrate down` would revert and lose, read before asking the operator."""
-    from alembic.script import ScriptDirectory
     from alembic.util import CommandError
 
-    script = ScriptDirectory.from_config(alembic_config())
+    script = scripts()
     with dbmod.connect(database) as conn:
         current = schema.known_revision(conn)
         try:
