@@ -66,7 +66,11 @@ class _session:
 
         self.conn = dbmod.connect(self.database, autocommit=False)
         dbmod.keep_notices(self.conn, self.notices)
-        self.watch = blockers.watch(self.database, self.conn, self.lock_timeout).__enter__()
+        try:
+            self.watch = blockers.watch(self.database, self.conn, self.lock_timeout).__enter__()
+        except BaseException:
+            self.conn.close()
+            raise
         return self
 
     def lock(self) -> str | None:
@@ -78,11 +82,14 @@ class _session:
             raise migrate.migration_error(exc, self.lock_timeout, self.what) from None
         return schema.known_revision(self.conn)
 
-    def rerun(self, end: str, start: str | None = None) -> list[catalog.Change]:
-        """Run the upgrades after start (base) up to end; what the catalog shows changed."""
+    def rerun(self, end: str, start: str | None = None,
+              before: catalog.Snapshot | None = None) -> list[catalog.Change]:
+        """Run the upgrades after start (base) up to end; what the catalog shows
+        changed. before: the snapshot now, where the caller has it; the one
+        after is kept as self.after."""
         from psycopg import errors
 
-        before = catalog.snapshot(self.conn)
+        before = catalog.snapshot(self.conn) if before is None else before
         try:
             for _, statement in migrate.upgrade_statements(start, end):
                 self.conn.execute(statement)
@@ -93,7 +100,8 @@ class _session:
                 "yours to run: repair and stamp change no row that exists") from None
         except Exception as exc:
             raise migrate.migration_error(exc, self.lock_timeout, self.what) from None
-        return catalog.diff(before, catalog.snapshot(self.conn))
+        self.after = catalog.snapshot(self.conn)
+        return catalog.diff(before, self.after)
 
     def __exit__(self, kind, exc, tb):
         try:
@@ -159,8 +167,9 @@ def _later_matches(s: _session, rev: str) -> list[str]:
     revision it matches."""
     order = migrate.ordered_revisions()
     later = []
+    unchanged = s.after  # each step that changes nothing leaves this snapshot true
     for prev, nxt in pairwise(order[order.index(rev):]):
-        if s.rerun(nxt, prev):
+        if s.rerun(nxt, prev, before=unchanged):
             break
         later.append(nxt)
     return later
