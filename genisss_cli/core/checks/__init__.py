@@ -8,7 +8,18 @@
 docs/check.md explains every row.
 """
 
-from genisss_cli.core.checks.model import CheckReport, CheckResult, Options
-from genisss_cli.core.checks.runner import run
-
 __all__ = ["CheckReport", "CheckResult", "Options", "run"]
+
+
+def __getattr__(name: str):
+    """On first use (PEP 562): watch, relay and the error path import only
+    `fixes` from here, and must not load every check with it."""
+    if name == "run":
+        from genisss_cli.core.checks.runner import run
+
+        return run
+    if name in __all__:
+        from genisss_cli.core.checks import model
+
+        return getattr(model, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
