@@ -197,7 +197,7 @@ class TestDb:
             conn.execute(query, params)
 
 
-def _clone(srv: Server, key: str | None, build=None):
+def clone_db(srv: Server, key: str | None, build=None):
     name = srv.create_db(srv.template(key, build) if key else None)
     try:
         yield TestDb(srv, name)
@@ -214,19 +214,19 @@ def require_plain(server: Server) -> None:
 @pytest.fixture
 def fresh_db(server):
     """An empty database on a plain PostgreSQL."""
-    yield from _clone(server, None)
+    yield from clone_db(server, None)
 
 
 @pytest.fixture
 def migrated_db(server):
     """A database after `genisss migrate up`, on a plain PostgreSQL."""
-    yield from _clone(server, "migrated", migrate_up)
+    yield from clone_db(server, "migrated", migrate_up)
 
 
 @pytest.fixture
 def supabase_db(supabase_server):
     """A database in the Supabase shape, before the migration."""
-    yield from _clone(supabase_server, "supabase", apply_supabase_shape)
+    yield from clone_db(supabase_server, "supabase", apply_supabase_shape)
 
 
 @pytest.fixture
@@ -237,7 +237,7 @@ def supabase_migrated_db(supabase_server):
         apply_supabase_shape(dsn)
         migrate_up(dsn)
 
-    yield from _clone(supabase_server, "supabase_migrated", build)
+    yield from clone_db(supabase_server, "supabase_migrated", build)
 
 
 def install_realtime(dsn: str) -> None:
@@ -258,7 +258,7 @@ def broadcast_db(supabase_server):
         install_realtime(dsn)
         migrate_up(dsn)
 
-    yield from _clone(supabase_server, "broadcast", build)
+    yield from clone_db(supabase_server, "broadcast", build)
 
 
 @pytest.fixture

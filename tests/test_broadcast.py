@@ -12,6 +12,7 @@ from pathlib import Path
 import psycopg
 import realtime_schema
 from conftest import clean_env
+from tools import psql
 
 from genisss_cli.core import schema
 
@@ -81,12 +82,9 @@ def test_without_realtime_035_installs_nothing_says_so_and_its_rerun_installs_la
                    capture_output=True, timeout=120)
     assert fresh_db.scalar(TRIGGER) == "O"
     # The SQL route, for an operator without genisss at the database, does the same.
-    from test_migrate import _psql
-
     fresh_db.execute(f"DROP TRIGGER {schema.BROADCAST_TRIGGER} ON global_stats")
     offline = genisss("migrate", "sql", "up", "--from", "baseline", dsn=fresh_db.dsn)
-    subprocess.run([_psql(), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", fresh_db.dsn], input=offline.out,
-                   text=True, check=True, capture_output=True, timeout=120)
+    psql(fresh_db.dsn, offline.out, check=True)
     assert fresh_db.scalar(TRIGGER) == "O"
     assert fresh_db.scalar("SELECT version_num FROM alembic_version") == schema.HEAD
     assert fresh_db.scalar("SELECT increment_story_counter()") == 2
@@ -158,7 +156,7 @@ def test_supabase_shape_the_worker_broadcasts_and_no_role_may_call_the_function(
 def test_offline_sql_installs_the_same_as_online(fresh_db, genisss):
     """`genisss migrate sql up` through psql (the SQL editor's path) installs 035
     exactly as `migrate up` does, where realtime.send() exists."""
-    from test_migrate import _psql, catalog
+    from test_migrate import catalog
 
     with_realtime(fresh_db)
     assert genisss("migrate", "up", dsn=fresh_db.dsn).code == 0
@@ -169,8 +167,7 @@ def test_offline_sql_installs_the_same_as_online(fresh_db, genisss):
             realtime_schema.install(conn)
         script = genisss("migrate", "sql", "up")
         assert script.code == 0 and "global_stats_broadcast" in script.out
-        subprocess.run([_psql(), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", offline_dsn],
-                       input=script.out, text=True, check=True, capture_output=True)
+        psql(offline_dsn, script.out, check=True)
         assert catalog(offline_dsn) == catalog(fresh_db.dsn)
         assert "global_stats_broadcast" in str(catalog(offline_dsn)["triggers"])
     finally:

@@ -14,7 +14,7 @@ import time
 import psycopg
 import pytest
 import realtime_schema
-from conftest import _clone, apply_supabase_shape, clean_env, migrate_up
+from conftest import apply_supabase_shape, clean_env, clone_db, migrate_up
 from test_broadcast import VENV_BIN
 from test_check import apply_fix, check, in_process
 
@@ -35,7 +35,7 @@ def _build(dsn: str) -> None:
 @pytest.fixture
 def rls_db(supabase_server):
     """Supabase's shape, a realtime schema with RLS and the API roles' grants, after migrate up."""
-    yield from _clone(supabase_server, "broadcast_rls", _build)
+    yield from clone_db(supabase_server, "broadcast_rls", _build)
 
 
 def settings(genisss, db) -> dict:

