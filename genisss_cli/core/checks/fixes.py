@@ -8,13 +8,13 @@ the objects; never a blanket "run migrate up" where the migration is applied.
 
 | state | fix |
 |---|---|
-| the table is missing | `genisss migrate up` below head; at head, 033's statements rerun (RERUN_033) |
+| the table is missing | before 033: `migrate up`; at head, RERUN_033 (033's statements); else repair |
 | the singleton row is missing | INSERT the row, total_stories counted from user_stories |
 | rows besides the singleton | DELETE them |
 | two rows with id 'singleton' (no primary key) | keep the newest, then ADD PRIMARY KEY |
 | the NOTIFY trigger is disabled (or replica-only) | ALTER TABLE ... ENABLE TRIGGER |
 | the NOTIFY trigger is missing | DROP/CREATE TRIGGER, as 034 writes it |
-| a function is missing | `genisss migrate up` below head; at head, `genisss migrate repair --yes` |
+| a function is missing | before 033: `genisss migrate up`; else `genisss migrate repair --yes` |
 | the table is not in the publication | ALTER PUBLICATION ... ADD TABLE |
 | 035's broadcast function or trigger is missing | `migrate up` below 035; then `migrate repair --yes` |
 """
@@ -35,24 +35,27 @@ RELAY = "genisss relay"  # the coalesced broadcast's trailing send (a long-runni
 COMMANDS = (RERUN_033, REPAIR, MIGRATE_UP, RELAY)
 
 
-def _below_head(revision: str | None) -> bool:
-    return revision != schema.HEAD
+# An object that an applied revision made and that is gone: `migrate up` runs
+# only the revisions not applied yet, so it would not make it again; repair
+# reruns the applied ones. Before its revision, migrate up makes it.
+def _applied(revision: str | None, made_by: str) -> bool:
+    order = schema.REVISIONS
+    return revision in order and order.index(revision) >= order.index(made_by)
 
 
 def missing_table(revision: str | None) -> str:
-    return MIGRATE_UP if _below_head(revision) else RERUN_033
+    if not _applied(revision, schema.REALTIME):
+        return MIGRATE_UP
+    return RERUN_033 if revision == schema.HEAD else REPAIR
 
 
 def missing_function(revision: str | None) -> str:
-    return MIGRATE_UP if _below_head(revision) else REPAIR
+    return REPAIR if _applied(revision, schema.REALTIME) else MIGRATE_UP
 
 
 def missing_broadcast(revision: str | None) -> str:
-    """From 035 on, `migrate up` would not rerun 035 (Realtime set up after
-    the migration): repair reruns the applied revisions' statements."""
-    order = schema.REVISIONS
-    applied = revision in order and order.index(revision) >= order.index(schema.BROADCAST)
-    return REPAIR if applied else MIGRATE_UP
+    """035's function and trigger, also where Realtime was set up after 035 ran."""
+    return REPAIR if _applied(revision, schema.BROADCAST) else MIGRATE_UP
 
 
 def missing_row(has_stories: bool = True) -> str:
